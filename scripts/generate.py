@@ -44,7 +44,9 @@ def generate_into(out_dir: Path) -> None:
         *protos,
     ]
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    subprocess.run(cmd, check=True, cwd=PROTO_ROOT, env=env)
+    result = subprocess.run(cmd, cwd=PROTO_ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:  # protoc's and the plugins' chatter only matters on failure
+        sys.exit(f"protoc failed:\n{result.stdout}{result.stderr}")
 
 
 def generated_files(base: Path) -> set[str]:
