@@ -1,0 +1,137 @@
+"""`hpcgate`: a small command-line client (status for now; more with each service)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+from google.protobuf import duration_pb2
+
+from hpcgate.client.channel import connect, default_address
+from hpcgate.v1 import status_pb2, status_pb2_grpc
+
+_STATE_WORD = {
+    status_pb2.SYSTEM_STATE_UNSPECIFIED: "unknown",
+    status_pb2.SYSTEM_STATE_ACTIVE: "active",
+    status_pb2.SYSTEM_STATE_DEGRADED: "degraded",
+    status_pb2.SYSTEM_STATE_UNAVAILABLE: "unavailable",
+    status_pb2.SYSTEM_STATE_MAINTENANCE: "maintenance",
+}
+
+
+def _system_name(value: str) -> str:
+    return value if value.startswith("systems/") else f"systems/{value}"
+
+
+def print_system(system: status_pb2.System, verbose: bool = True) -> None:
+    line = f"{system.name:<20} {_STATE_WORD[system.state]:<12} {system.reason}"
+    print(line.rstrip())
+    if verbose:
+        for c in system.components:
+            print(f"  {c.display_name:<18} {_STATE_WORD[c.state]:<12} {c.reason}".rstrip())
+
+
+async def cmd_status(stub: status_pb2_grpc.StatusServiceAsyncStub, args: argparse.Namespace) -> int:
+    if args.system:
+        reply = await stub.GetSystem(status_pb2.GetSystemRequest(name=_system_name(args.system)))
+        print_system(reply.system)
+        return 0
+    systems = await stub.ListSystems(status_pb2.ListSystemsRequest())
+    for system in systems.systems:
+        print_system(system, verbose=args.verbose)
+    return 0
+
+
+async def cmd_watch(stub: status_pb2_grpc.StatusServiceAsyncStub, args: argparse.Namespace) -> int:
+    request = status_pb2.WatchSystemsRequest(
+        names=[_system_name(s) for s in args.system],
+        heartbeat_interval=duration_pb2.Duration(seconds=args.heartbeat),
+    )
+    async for message in stub.WatchSystems(request):
+        kind = message.WhichOneof("kind")
+        if kind == "snapshot":
+            for system in message.snapshot.systems:
+                print_system(system)
+        elif kind == "change":
+            before = _STATE_WORD[message.change.previous_state]
+            print(f"-- change (was {before}):")
+            print_system(message.change.system)
+        elif args.heartbeats:
+            print(f"-- heartbeat {message.heartbeat.time.ToDatetime().isoformat()}")
+        sys.stdout.flush()
+    return 0
+
+
+Stub = status_pb2_grpc.StatusServiceAsyncStub
+
+
+async def cmd_outages(stub: Stub, args: argparse.Namespace) -> int:
+    reply = await stub.ListOutages(status_pb2.ListOutagesRequest(system=args.system or ""))
+    for o in reply.outages:
+        end = o.end_time.ToDatetime().isoformat() if o.HasField("end_time") else "open-ended"
+        status = status_pb2.OutageStatus.Name(o.status).removeprefix("OUTAGE_STATUS_").lower()
+        print(
+            f"{o.system:<10} {status:<10} {o.start_time.ToDatetime().isoformat()} -> {end}  "
+            f"{o.description}"
+        )
+    return 0
+
+
+async def cmd_notes(stub: status_pb2_grpc.StatusServiceAsyncStub, args: argparse.Namespace) -> int:
+    reply = await stub.ListNotes(status_pb2.ListNotesRequest(system=args.system or ""))
+    for n in reply.notes:
+        print(f"{n.system:<10} {n.create_time.ToDatetime().isoformat()}  {n.author}: {n.text}")
+    return 0
+
+
+Command = Callable[[status_pb2_grpc.StatusServiceAsyncStub, argparse.Namespace], Awaitable[int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpcgate", description="Client for an hpcgate server.")
+    parser.add_argument(
+        "--address",
+        default=default_address(),
+        help="HOST:PORT of the server (default: $HPCGATE_ADDRESS or 127.0.0.1:50051)",
+    )
+    parser.add_argument("--tls", action="store_true", help="connect with TLS")
+    parser.add_argument("--ca-file", type=Path, help="CA certificate to verify the server (PEM)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    status = sub.add_parser("status", help="state of the systems and their components")
+    status.add_argument("system", nargs="?", help="one system, e.g. local")
+    status.add_argument("-v", "--verbose", action="store_true", help="show components")
+    status.set_defaults(run=cmd_status)
+    watch = sub.add_parser("watch", help="follow system state changes")
+    watch.add_argument("system", nargs="*", help="systems to watch (default: all)")
+    watch.add_argument("--heartbeat", type=int, default=15, help="heartbeat seconds")
+    watch.add_argument("--heartbeats", action="store_true", help="print heartbeats")
+    watch.set_defaults(run=cmd_watch)
+    outages = sub.add_parser("outages", help="current, planned and past outages")
+    outages.add_argument("--system")
+    outages.set_defaults(run=cmd_outages)
+    notes = sub.add_parser("notes", help="operator notes")
+    notes.add_argument("--system")
+    notes.set_defaults(run=cmd_notes)
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    async with connect(args.address, ca_file=args.ca_file, tls=args.tls or None) as channel:
+        stub = status_pb2_grpc.StatusServiceAsyncStub(channel)
+        command: Command = args.run
+        return await command(stub, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(_run(args))
+    except grpc.aio.AioRpcError as e:
+        print(f"hpcgate: {e.code().name}: {e.details()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""The hpcgate server: an asyncio gRPC gateway in front of Slurm."""

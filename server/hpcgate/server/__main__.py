@@ -1,0 +1,3 @@
+from hpcgate.server.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""gRPC servicers: validate requests, call the domain, map results and errors to protobuf."""

@@ -1,0 +1,85 @@
+"""Canonical gRPC errors with messages that say what to do, and BadRequest details.
+
+Servicers raise `ApiError` (or call `invalid_argument`); the interceptor turns it into
+a rich status. Anything else that escapes a handler becomes INTERNAL with a reference
+id that is also in the server log, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+class ApiError(Exception):
+    """An error to send to the client as-is: a canonical code and a helpful message."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        details: Iterable[any_pb2.Any] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = list(details)
+
+    def to_status(self) -> grpc.Status:
+        status = status_pb2.Status(
+            code=self.code.value[0], message=self.message, details=self.details
+        )
+        return rpc_status.to_status(status)
+
+
+class FieldViolations:
+    """Collects every bad field of a request, then raises one INVALID_ARGUMENT for all."""
+
+    def __init__(self) -> None:
+        self.violations: list[tuple[str, str]] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.violations.append((field, description))
+
+    def __bool__(self) -> bool:
+        return bool(self.violations)
+
+    def raise_if_any(self) -> None:
+        if self.violations:
+            raise invalid_argument(self.violations)
+
+
+def invalid_argument(violations: Iterable[tuple[str, str]]) -> ApiError:
+    """INVALID_ARGUMENT with a google.rpc.BadRequest detail naming each bad field."""
+    pairs = list(violations)
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in pairs
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(bad_request)
+    summary = "; ".join(f"{f}: {d}" for f, d in pairs)
+    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}", [detail])
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def unavailable(message: str, retry_after_seconds: int = 5) -> ApiError:
+    """UNAVAILABLE with a google.rpc.RetryInfo detail telling clients when to retry."""
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromSeconds(retry_after_seconds)
+    detail = any_pb2.Any()
+    detail.Pack(retry)
+    return ApiError(
+        grpc.StatusCode.UNAVAILABLE, f"{message} (retry in {retry_after_seconds} s)", [detail]
+    )
+
+
+assert grpc.StatusCode.INVALID_ARGUMENT.value[0] == code_pb2.INVALID_ARGUMENT

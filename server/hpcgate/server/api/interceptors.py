@@ -1,0 +1,143 @@
+"""The server interceptor every RPC passes through.
+
+It turns `ApiError` into a rich status, turns any other exception into INTERNAL with a
+reference id (the traceback goes to the log, never to the client), and writes one
+structured log line per RPC: method, peer, status code, duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from hpcgate.server.api.errors import ApiError
+
+log = logging.getLogger("hpcgate.rpc")
+
+
+class _CallRecord:
+    def __init__(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        self.method = method
+        self.context = context
+        self.started = time.monotonic()
+        self.code: grpc.StatusCode = grpc.StatusCode.OK
+
+    async def fail(self, error: BaseException) -> None:
+        """Abort the call for `error`; always raises."""
+        if isinstance(error, ApiError):
+            self.code = error.code
+            status = error.to_status()
+            await self.context.abort(status.code, status.details, status.trailing_metadata)
+        if isinstance(error, grpc.aio.AbortError):
+            code = self.context.code()
+            self.code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+            raise error
+        if isinstance(error, asyncio.CancelledError):
+            self.code = grpc.StatusCode.CANCELLED
+            raise error
+        reference = uuid.uuid4().hex[:12]
+        log.error("unhandled error in %s (reference %s)", self.method, reference, exc_info=error)
+        self.code = grpc.StatusCode.INTERNAL
+        await self.context.abort(
+            grpc.StatusCode.INTERNAL,
+            f"internal server error (reference {reference}); report it to the operators",
+        )
+
+    def finish(self) -> None:
+        log.info(
+            "rpc",
+            extra={
+                "fields": {
+                    "method": self.method,
+                    "peer": self.context.peer(),
+                    "code": self.code.name,
+                    "duration_ms": round((time.monotonic() - self.started) * 1000, 2),
+                }
+            },
+        )
+
+
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Any]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        record = _CallRecord(method, context)
+        try:
+            return await behavior(request, context)
+        except BaseException as e:
+            await record.fail(e)
+        finally:
+            record.finish()
+
+    return handler
+
+
+def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    async def handler(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        record = _CallRecord(method, context)
+        try:
+            result = behavior(request, context)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    yield item
+            else:  # a coroutine that writes with context.write()
+                await result
+        except BaseException as e:
+            await record.fail(e)
+        finally:
+            record.finish()
+
+    return handler
+
+
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:  # the runtime class is not generic; only grpc-stubs makes it so
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class ObservingInterceptor(_ServerInterceptor):
+    """Error mapping and one log line per RPC, for every service including health."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(handler.stream_unary, method),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        assert handler.stream_stream is not None
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream(handler.stream_stream, method),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )

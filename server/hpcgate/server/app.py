@@ -1,0 +1,173 @@
+"""Assembles the gRPC server: services, health, reflection, TLS, probers, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from hpcgate.server.api.interceptors import ObservingInterceptor
+from hpcgate.server.api.status import StatusServicer
+from hpcgate.server.api.unimplemented import unimplemented_servicer
+from hpcgate.server.config import Config
+from hpcgate.server.slurm.factory import make_adapter
+from hpcgate.server.state.store import StateStore
+from hpcgate.server.status.hub import StatusHub
+from hpcgate.server.status.prober import SystemProber
+from hpcgate.v1 import (
+    account_pb2,
+    account_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    compute_pb2,
+    compute_pb2_grpc,
+    status_pb2,
+    status_pb2_grpc,
+    storage_pb2,
+    storage_pb2_grpc,
+    tasks_pb2,
+    tasks_pb2_grpc,
+    utilities_pb2,
+    utilities_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+# (generated module, servicer base, registration function) of services not built yet.
+_NOT_YET_IMPLEMENTED = [
+    (compute_pb2, "ComputeService", compute_pb2_grpc),
+    (utilities_pb2, "UtilitiesService", utilities_pb2_grpc),
+    (storage_pb2, "StorageService", storage_pb2_grpc),
+    (tasks_pb2, "TasksService", tasks_pb2_grpc),
+    (account_pb2, "AccountService", account_pb2_grpc),
+    (auth_pb2, "AuthService", auth_pb2_grpc),
+]
+
+
+def service_names() -> list[str]:
+    """Full names of the seven hpcgate services, StatusService first."""
+    names = [status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
+    names += [m.DESCRIPTOR.services_by_name[s].full_name for m, s, _ in _NOT_YET_IMPLEMENTED]
+    return names
+
+
+class Gateway:
+    """The running server. `start()`, then `serve_until_signal()` or `stop()`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = StateStore(config.server.state_dir)
+        self.hub = StatusHub(s.id for s in config.systems)
+        self.adapters = {s.id: make_adapter(s) for s in config.systems}
+        self.health = HealthServicer()
+        self.draining = asyncio.Event()
+        self.port = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self.server = grpc.aio.server(
+            interceptors=[ObservingInterceptor()],
+            maximum_concurrent_rpcs=config.limits.max_concurrent_rpcs,
+            options=[
+                ("grpc.max_receive_message_length", config.limits.max_message_bytes),
+                ("grpc.max_send_message_length", config.limits.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        status_pb2_grpc.add_StatusServiceServicer_to_server(
+            StatusServicer(config, self.hub, self.store, self.draining), self.server
+        )
+        for module, name, grpc_module in _NOT_YET_IMPLEMENTED:
+            base = getattr(grpc_module, f"{name}Servicer")
+            add = getattr(grpc_module, f"add_{name}Servicer_to_server")
+            add(unimplemented_servicer(base, module.DESCRIPTOR.services_by_name[name]), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [
+                *service_names(),
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self.server,
+        )
+
+    def _bind(self) -> int:
+        server_cfg = self.config.server
+        if server_cfg.tls is None:
+            if not server_cfg.listens_on_loopback_only:
+                log.warning(
+                    "LISTENING ON %s WITHOUT TLS: tokens and data cross the network in "
+                    "clear text. Configure [server.tls] cert_file and key_file.",
+                    server_cfg.listen,
+                )
+            return self.server.add_insecure_port(server_cfg.listen)
+        tls = server_cfg.tls
+        credentials = grpc.ssl_server_credentials(
+            [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+            root_certificates=tls.client_ca_file.read_bytes() if tls.client_ca_file else None,
+            require_client_auth=tls.require_client_cert,
+        )
+        return self.server.add_secure_port(server_cfg.listen, credentials)
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        for name in ["", *service_names()]:
+            await self.health.set(name, status)
+
+    async def start(self) -> int:
+        """Bind, start serving, start the probers. Health is SERVING after the first probes."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = self._bind()
+        if self.port == 0:
+            raise OSError(f"could not listen on {self.config.server.listen}")
+        await self.server.start()
+        for system in self.config.systems:
+            prober = SystemProber(
+                system, self.adapters[system.id], self.store, self.config.status, self.hub.publish
+            )
+            self._tasks.append(asyncio.create_task(prober.run(), name=f"prober-{system.id}"))
+        self._tasks.append(asyncio.create_task(self._serve_when_probed(), name="readiness"))
+        host = self.config.server.listen.rsplit(":", 1)[0]
+        log.info(
+            "listening",
+            extra={
+                "fields": {
+                    "address": f"{host}:{self.port}",
+                    "tls": self.config.server.tls is not None,
+                }
+            },
+        )
+        return self.port
+
+    async def _serve_when_probed(self) -> None:
+        await self.hub.wait_ready()
+        if not self.draining.is_set():
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            log.info("ready: first probes done, health is SERVING")
+
+    async def stop(self) -> None:
+        """Graceful shutdown: NOT_SERVING, refuse new RPCs, let open ones finish within the
+        grace period, end watch streams with UNAVAILABLE just before it runs out."""
+        grace = self.config.server.shutdown_grace
+        log.info("shutting down", extra={"fields": {"grace_seconds": grace}})
+        await self.health.enter_graceful_shutdown()
+        stopping = asyncio.create_task(self.server.stop(grace))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(stopping), max(grace - 0.5, 0.0))
+        self.draining.set()
+        await stopping
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        log.info("stopped")
+
+    async def serve_until_signal(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.stop()

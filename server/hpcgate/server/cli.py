@@ -1,0 +1,201 @@
+"""`hpcgate-server`: serve the API, and manage the server's state (outages, notes).
+
+Every subcommand finds the configuration and state directory the same way (see
+paths.py), so no flags are needed on a machine set up with `make run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from hpcgate.server import config as config_module
+from hpcgate.server import log as log_setup
+from hpcgate.server.config import Config, ConfigError
+from hpcgate.server.state.store import StateStore
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(text: str) -> datetime:
+    """`now`, or ISO 8601 (`2026-12-01T08:00`, local time unless an offset is given)."""
+    if text == "now":
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: use 'now' or ISO 8601 such as 2026-12-01T08:00"
+        ) from None
+    if value.tzinfo is None:
+        value = value.astimezone()  # the operator's local time zone
+    return value.astimezone(UTC)
+
+
+def parse_duration(text: str) -> timedelta:
+    match = _DURATION.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use e.g. 90m, 4h or 2d")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _fmt(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M %Z") if value else "open-ended"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpcgate-server",
+        description="The hpcgate gRPC gateway to an HPC facility. Configuration keys are "
+        "documented in the example printed by `hpcgate-server config example`.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="TOML configuration file (default: $HPCGATE_CONFIG, else /etc/hpcgate/hpcgate.toml "
+        "if present, else built-in defaults)",
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="serve the API (the default command)")
+    serve.add_argument("--listen", help="HOST:PORT, overrides server.listen")
+
+    cfg = sub.add_parser("config", help="show or check the configuration")
+    cfg_sub = cfg.add_subparsers(dest="action", required=True)
+    cfg_sub.add_parser("example", help="print an example configuration with every key documented")
+    cfg_sub.add_parser("check", help="load the configuration and print what it resolves to")
+
+    outages = sub.add_parser("outages", help="manage planned outages")
+    o_sub = outages.add_subparsers(dest="action", required=True)
+    add = o_sub.add_parser("add", help="record an outage (in progress when it has started)")
+    add.add_argument("--system", required=True, help="system id, e.g. local")
+    add.add_argument("--start", type=parse_time, required=True, help="'now' or ISO 8601")
+    end = add.add_mutually_exclusive_group()
+    end.add_argument("--end", type=parse_time, help="ISO 8601; omit for open-ended")
+    end.add_argument("--duration", type=parse_duration, help="e.g. 90m, 4h, 2d")
+    add.add_argument("--description", required=True, help="what happens, what users should expect")
+    lst = o_sub.add_parser("list", help="list outages")
+    lst.add_argument("--system")
+    rm = o_sub.add_parser("remove", help="delete an outage")
+    rm.add_argument("id")
+
+    notes = sub.add_parser("notes", help="manage operator notes")
+    n_sub = notes.add_subparsers(dest="action", required=True)
+    nadd = n_sub.add_parser("add", help="publish a note")
+    nadd.add_argument("--system", required=True)
+    nadd.add_argument("--text", required=True)
+    nadd.add_argument("--author", default=getpass.getuser())
+    nlst = n_sub.add_parser("list", help="list notes")
+    nlst.add_argument("--system")
+    nrm = n_sub.add_parser("remove", help="delete a note")
+    nrm.add_argument("id")
+    return parser
+
+
+def _check_system(config: Config, system: str | None) -> None:
+    if system and config.system(system) is None:
+        known = ", ".join(s.id for s in config.systems)
+        sys.exit(f"hpcgate-server: unknown system {system!r}; configured systems: {known}")
+
+
+def _outages(config: Config, args: argparse.Namespace) -> int:
+    store = StateStore(config.server.state_dir)
+    now = datetime.now(UTC)
+    if args.action == "add":
+        _check_system(config, args.system)
+        end = args.end or (args.start + args.duration if args.duration else None)
+        try:
+            outage = store.add_outage(args.system, args.start, end, args.description)
+        except ValueError as e:
+            sys.exit(f"hpcgate-server: {e}")
+        print(
+            f"added outage {outage.id} ({outage.status(now)}): {_fmt(outage.start_time)} "
+            f"to {_fmt(outage.end_time)} on {outage.system}"
+        )
+    elif args.action == "list":
+        _check_system(config, args.system)
+        for o in store.list_outages(args.system):
+            print(
+                f"{o.id}  {o.system:<10} {o.status(now):<9} {_fmt(o.start_time)} -> "
+                f"{_fmt(o.end_time)}  {o.description}"
+            )
+    elif not store.remove_outage(args.id):
+        sys.exit(f"hpcgate-server: no outage with id {args.id!r} (see `outages list`)")
+    else:
+        print(f"removed outage {args.id}")
+    return 0
+
+
+def _notes(config: Config, args: argparse.Namespace) -> int:
+    store = StateStore(config.server.state_dir)
+    if args.action == "add":
+        _check_system(config, args.system)
+        note = store.add_note(args.system, args.text, args.author)
+        print(f"added note {note.id} on {note.system}")
+    elif args.action == "list":
+        _check_system(config, args.system)
+        for n in store.list_notes(args.system):
+            print(f"{n.id}  {n.system:<10} {_fmt(n.create_time)}  {n.author}: {n.text}")
+    elif not store.remove_note(args.id):
+        sys.exit(f"hpcgate-server: no note with id {args.id!r} (see `notes list`)")
+    else:
+        print(f"removed note {args.id}")
+    return 0
+
+
+def _serve(config: Config) -> int:
+    from hpcgate.server.app import Gateway  # the server's heavy imports only when serving
+
+    log_setup.setup(config.server.log_level)
+
+    async def main() -> None:
+        gateway = Gateway(config)
+        await gateway.start()
+        await gateway.serve_until_signal()
+
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "config" and args.action == "example":
+        print(config_module.EXAMPLE_CONFIG.read_text(), end="")
+        return 0
+    try:
+        config = config_module.load(args.config)
+        if getattr(args, "listen", None):
+            from dataclasses import replace
+
+            config = replace(config, server=replace(config.server, listen=args.listen))
+            if ":" not in args.listen:
+                raise ConfigError(f"--listen {args.listen!r} must be HOST:PORT")
+    except ConfigError as e:
+        print(f"hpcgate-server: configuration error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "outages":
+        return _outages(config, args)
+    if args.command == "notes":
+        return _notes(config, args)
+    if args.command == "config":
+        print(f"source: {config.source or 'built-in defaults'}")
+        print(f"state_dir: {config.server.state_dir}")
+        print(f"listen: {config.server.listen} (tls: {'yes' if config.server.tls else 'no'})")
+        for s in config.systems:
+            fs = ", ".join(f"{f.name}={f.path}" for f in s.filesystems)
+            print(f"system {s.id}: adapter={s.slurm.adapter} filesystems: {fs}")
+        return 0
+    try:
+        return _serve(config)
+    except ConfigError as e:
+        print(f"hpcgate-server: configuration error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"hpcgate-server: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,318 @@
+"""The server's configuration: one TOML file, every key documented in example-config.toml.
+
+Loading validates everything up front and reports the offending key, so a typo fails
+at start-up with a clear message instead of at the first request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpcgate.server import paths
+
+EXAMPLE_CONFIG = Path(__file__).with_name("example-config.toml")
+SYSTEM_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+FILESYSTEM_KINDS = ("home", "scratch", "project", "archive", "other")
+ADAPTERS = ("cli", "pyslurm")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key and what is expected."""
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+    require_client_cert: bool = False
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:50051"
+    state_dir: Path = field(default_factory=paths.default_state_dir)
+    shutdown_grace: float = 5.0
+    log_level: str = "info"
+    tls: TlsConfig | None = None
+
+    @property
+    def listens_on_loopback_only(self) -> bool:
+        host = self.listen.rsplit(":", 1)[0].strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    probe_interval: float = 30.0
+    filesystem_timeout: float = 5.0
+    heartbeat_interval: float = 15.0
+    filesystem_full_percent: float = 95.0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_concurrent_rpcs: int = 10_000
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    adapter: str = "cli"
+    bin_dir: Path | None = None
+    command_timeout: float = 10.0
+    cluster: str = ""
+
+
+@dataclass(frozen=True)
+class FilesystemConfig:
+    name: str
+    path: Path
+    kind: str = "other"
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    id: str
+    display_name: str = ""
+    description: str = ""
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    filesystems: tuple[FilesystemConfig, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"systems/{self.id}"
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    systems: tuple[SystemConfig, ...] = ()
+    source: Path | None = None
+
+    def system(self, system_id: str) -> SystemConfig | None:
+        return next((s for s in self.systems if s.id == system_id), None)
+
+
+def default_systems() -> tuple[SystemConfig, ...]:
+    """The embedded default: the local Slurm through its command-line tools."""
+    filesystems = [FilesystemConfig("home", Path("/home"), "home")]
+    filesystems.append(FilesystemConfig("tmp", Path("/tmp"), "scratch"))  # noqa: S108
+    return (
+        SystemConfig(
+            id="local",
+            display_name="Local cluster",
+            description="The Slurm cluster on this machine",
+            filesystems=tuple(filesystems),
+        ),
+    )
+
+
+class _Section:
+    """Typed access to one TOML table that remembers its path for error messages."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a table")
+        self.data: dict[str, Any] = data
+        self.where = where
+        self.used: set[str] = set()
+
+    def _get(self, key: str, types: tuple[type, ...], kind: str) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            return None
+        value = self.data[key]
+        if isinstance(value, bool) and bool not in types:
+            raise ConfigError(f"{self.key(key)}: expected {kind}, got {value!r}")
+        if not isinstance(value, types):
+            raise ConfigError(f"{self.key(key)}: expected {kind}, got {value!r}")
+        return value
+
+    def key(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def text(self, key: str, default: str) -> str:
+        value = self._get(key, (str,), "a string")
+        return default if value is None else value
+
+    def path(self, key: str, default: Path | None = None) -> Path | None:
+        value = self._get(key, (str,), "a path string")
+        return default if value is None else Path(value)
+
+    def seconds(self, key: str, default: float, minimum: float = 0.001) -> float:
+        value = self._get(key, (int, float), "a number of seconds")
+        if value is None:
+            return default
+        if value < minimum:
+            raise ConfigError(f"{self.key(key)}: must be at least {minimum} seconds, got {value}")
+        return float(value)
+
+    def integer(self, key: str, default: int, minimum: int = 1) -> int:
+        value = self._get(key, (int,), "an integer")
+        if value is None:
+            return default
+        if value < minimum:
+            raise ConfigError(f"{self.key(key)}: must be at least {minimum}, got {value}")
+        return int(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self._get(key, (bool,), "true or false")
+        return default if value is None else value
+
+    def table(self, key: str) -> _Section | None:
+        self.used.add(key)
+        if key not in self.data:
+            return None
+        return _Section(self.data[key], self.key(key))
+
+    def tables(self, key: str) -> list[_Section]:
+        self.used.add(key)
+        value = self.data.get(key, [])
+        if not isinstance(value, list):
+            raise ConfigError(f"{self.key(key)}: expected an array of tables ([[{self.key(key)}]])")
+        return [_Section(item, f"{self.key(key)}[{i}]") for i, item in enumerate(value)]
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            names = ", ".join(self.key(k) for k in unknown)
+            raise ConfigError(f"unknown key(s): {names} (see example-config.toml for valid keys)")
+
+
+def _tls(section: _Section | None) -> TlsConfig | None:
+    if section is None:
+        return None
+    cert = section.path("cert_file")
+    key = section.path("key_file")
+    if cert is None or key is None:
+        raise ConfigError(f"{section.where}: both cert_file and key_file are required")
+    tls = TlsConfig(
+        cert_file=cert,
+        key_file=key,
+        client_ca_file=section.path("client_ca_file"),
+        require_client_cert=section.flag("require_client_cert", False),
+    )
+    section.finish()
+    if tls.require_client_cert and tls.client_ca_file is None:
+        raise ConfigError(f"{section.where}.require_client_cert needs client_ca_file")
+    return tls
+
+
+def _system(section: _Section) -> SystemConfig:
+    system_id = section.text("id", "")
+    if not SYSTEM_ID_RE.match(system_id):
+        raise ConfigError(
+            f"{section.key('id')}: {system_id!r} must be lower-case letters, digits and '-', "
+            "starting with a letter"
+        )
+    slurm_section = section.table("slurm")
+    slurm = SlurmConfig()
+    if slurm_section is not None:
+        adapter = slurm_section.text("adapter", "cli")
+        if adapter not in ADAPTERS:
+            raise ConfigError(f"{slurm_section.key('adapter')}: must be one of {ADAPTERS}")
+        slurm = SlurmConfig(
+            adapter=adapter,
+            bin_dir=slurm_section.path("bin_dir"),
+            command_timeout=slurm_section.seconds("command_timeout", 10.0),
+            cluster=slurm_section.text("cluster", ""),
+        )
+        slurm_section.finish()
+    filesystems = []
+    for fs in section.tables("filesystems"):
+        name = fs.text("name", "")
+        path = fs.path("path")
+        kind = fs.text("kind", "other")
+        if not SYSTEM_ID_RE.match(name):
+            raise ConfigError(f"{fs.key('name')}: {name!r} must be lower-case letters, digits, '-'")
+        if path is None or not path.is_absolute():
+            raise ConfigError(f"{fs.key('path')}: an absolute path is required")
+        if kind not in FILESYSTEM_KINDS:
+            raise ConfigError(f"{fs.key('kind')}: must be one of {FILESYSTEM_KINDS}")
+        fs.finish()
+        filesystems.append(FilesystemConfig(name, path, kind))
+    if len({f.name for f in filesystems}) != len(filesystems):
+        raise ConfigError(f"{section.where}.filesystems: names must be unique")
+    system = SystemConfig(
+        id=system_id,
+        display_name=section.text("display_name", system_id),
+        description=section.text("description", ""),
+        slurm=slurm,
+        filesystems=tuple(filesystems),
+    )
+    section.finish()
+    return system
+
+
+def parse(data: dict[str, Any], source: Path | None = None) -> Config:
+    """Build a Config from parsed TOML, validating every key."""
+    root = _Section(data, "")
+    server = ServerConfig()
+    if (s := root.table("server")) is not None:
+        level = s.text("log_level", "info").lower()
+        if level not in ("debug", "info", "warning", "error"):
+            raise ConfigError("server.log_level: must be debug, info, warning or error")
+        server = ServerConfig(
+            listen=s.text("listen", server.listen),
+            state_dir=s.path("state_dir") or paths.default_state_dir(),
+            shutdown_grace=s.seconds("shutdown_grace", 5.0, minimum=0.0),
+            log_level=level,
+            tls=_tls(s.table("tls")),
+        )
+        s.finish()
+    if ":" not in server.listen:
+        raise ConfigError(f"server.listen: {server.listen!r} must be HOST:PORT")
+    status = StatusConfig()
+    if (s := root.table("status")) is not None:
+        status = StatusConfig(
+            probe_interval=s.seconds("probe_interval", status.probe_interval, minimum=0.1),
+            filesystem_timeout=s.seconds("filesystem_timeout", status.filesystem_timeout),
+            heartbeat_interval=s.seconds("heartbeat_interval", status.heartbeat_interval),
+            filesystem_full_percent=s.seconds(
+                "filesystem_full_percent", status.filesystem_full_percent
+            ),
+        )
+        s.finish()
+    limits = LimitsConfig()
+    if (s := root.table("limits")) is not None:
+        limits = LimitsConfig(
+            max_message_bytes=s.integer("max_message_bytes", limits.max_message_bytes, 1024),
+            max_concurrent_rpcs=s.integer("max_concurrent_rpcs", limits.max_concurrent_rpcs),
+        )
+        s.finish()
+    systems = tuple(_system(s) for s in root.tables("systems")) or default_systems()
+    if len({s.id for s in systems}) != len(systems):
+        raise ConfigError("systems: ids must be unique")
+    root.finish()
+    return Config(server=server, status=status, limits=limits, systems=systems, source=source)
+
+
+def load(path: Path | None = None) -> Config:
+    """Load the configuration from `path`, the default location, or built-in defaults."""
+    path = path or paths.default_config_path()
+    if path is None:
+        return parse({})
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    try:
+        return parse(data, source=path)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

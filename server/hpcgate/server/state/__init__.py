@@ -1,0 +1,1 @@
+"""The server's durable state (SQLite in the state directory)."""

@@ -1,0 +1,164 @@
+"""SQLite state: operator-managed outages and notes (later: clients, tasks, idempotency keys).
+
+Methods are synchronous and short; the server calls them through `asyncio.to_thread`
+so the event loop never waits on the disk. WAL mode lets the `hpcgate-server outages`
+command write while the server reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+DB_NAME = "hpcgate.sqlite3"
+
+# Each entry migrates the schema from version i to i+1; never edit a released entry.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE outages (
+        id TEXT PRIMARY KEY,
+        system TEXT NOT NULL,
+        start_time REAL NOT NULL,
+        end_time REAL,
+        description TEXT NOT NULL,
+        create_time REAL NOT NULL
+    );
+    CREATE INDEX outages_system ON outages(system, start_time);
+    CREATE TABLE notes (
+        id TEXT PRIMARY KEY,
+        system TEXT NOT NULL,
+        text TEXT NOT NULL,
+        author TEXT NOT NULL,
+        create_time REAL NOT NULL
+    );
+    CREATE INDEX notes_system ON notes(system, create_time);
+    """,
+)
+
+
+@dataclass(frozen=True)
+class Outage:
+    id: str
+    system: str
+    start_time: datetime
+    end_time: datetime | None
+    description: str
+    create_time: datetime
+
+    def status(self, now: datetime) -> str:
+        """`planned`, `active` or `completed` at `now`."""
+        if now < self.start_time:
+            return "planned"
+        if self.end_time is None or now < self.end_time:
+            return "active"
+        return "completed"
+
+
+@dataclass(frozen=True)
+class Note:
+    id: str
+    system: str
+    text: str
+    author: str
+    create_time: datetime
+
+
+def _ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class StateStore:
+    """The server's SQLite database in `state_dir`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / DB_NAME
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for index in range(version, len(MIGRATIONS)):
+                db.executescript(MIGRATIONS[index])
+                db.execute(f"PRAGMA user_version={index + 1}")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=10000")
+            yield db
+        finally:
+            db.close()
+
+    # -- outages ------------------------------------------------------------------------
+
+    def add_outage(
+        self, system: str, start: datetime, end: datetime | None, description: str
+    ) -> Outage:
+        if end is not None and end <= start:
+            raise ValueError("the outage must end after it starts")
+        outage = Outage(_new_id(), system, start, end, description, datetime.now(UTC))
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO outages VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    outage.id,
+                    system,
+                    start.timestamp(),
+                    end.timestamp() if end else None,
+                    description,
+                    outage.create_time.timestamp(),
+                ),
+            )
+        return outage
+
+    def list_outages(self, system: str | None = None) -> list[Outage]:
+        """Outages, newest start first, optionally of one system."""
+        query = "SELECT * FROM outages"
+        args: tuple[str, ...] = ()
+        if system:
+            query += " WHERE system = ?"
+            args = (system,)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY start_time DESC, id", args).fetchall()
+        return [
+            Outage(r[0], r[1], _ts(r[2]), _ts(r[3]), r[4], _ts(r[5]))  # type: ignore[arg-type]
+            for r in rows
+        ]
+
+    def remove_outage(self, outage_id: str) -> bool:
+        with self._connect() as db:
+            return db.execute("DELETE FROM outages WHERE id = ?", (outage_id,)).rowcount > 0
+
+    # -- notes --------------------------------------------------------------------------
+
+    def add_note(self, system: str, text: str, author: str) -> Note:
+        note = Note(_new_id(), system, text, author, datetime.now(UTC))
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO notes VALUES (?, ?, ?, ?, ?)",
+                (note.id, system, text, author, note.create_time.timestamp()),
+            )
+        return note
+
+    def list_notes(self, system: str | None = None) -> list[Note]:
+        query = "SELECT * FROM notes"
+        args: tuple[str, ...] = ()
+        if system:
+            query += " WHERE system = ?"
+            args = (system,)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY create_time DESC, id", args).fetchall()
+        return [Note(r[0], r[1], r[2], r[3], _ts(r[4])) for r in rows]  # type: ignore[arg-type]
+
+    def remove_note(self, note_id: str) -> bool:
+        with self._connect() as db:
+            return db.execute("DELETE FROM notes WHERE id = ?", (note_id,)).rowcount > 0

@@ -1,0 +1,1 @@
+"""System status: background probers, the state they compute, and the hub that fans it out."""

@@ -1,0 +1,88 @@
+"""A filesystem check that cannot hang the server on a dead mount.
+
+statvfs() and a directory read on a dead NFS or Lustre mount can block forever, in
+uninterruptible sleep. Running them in a thread would leak a thread per attempt; we run
+them in a short-lived child process instead, with a deadline, and never start a second
+check of a mount while the first is still stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass
+
+# Runs in the child: statvfs for the figures, one directory entry for the access check.
+_CHECK = """
+import json, os, sys
+p = sys.argv[1]
+st = os.statvfs(p)
+with os.scandir(p) as it:
+    next(it, None)
+print(json.dumps({"total": st.f_blocks * st.f_frsize, "free": st.f_bfree * st.f_frsize,
+                  "avail": st.f_bavail * st.f_frsize}))
+"""
+
+
+@dataclass(frozen=True)
+class FilesystemReading:
+    ok: bool
+    error: str = ""
+    total_bytes: int = 0
+    used_bytes: int = 0
+    available_bytes: int = 0
+    latency: float = 0.0
+
+
+class FilesystemProbe:
+    """Checks one path; remembers a stuck check so it is not started twice."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._stuck: asyncio.subprocess.Process | None = None
+        self._stuck_since = 0.0
+
+    async def check(self) -> FilesystemReading:
+        if self._stuck is not None:
+            if self._stuck.returncode is None:
+                waited = time.monotonic() - self._stuck_since
+                return FilesystemReading(
+                    ok=False, error=f"{self.path} has not answered for {waited:.0f} s"
+                )
+            self._stuck = None
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-c",
+            _CHECK,
+            self.path,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except TimeoutError:
+            proc.kill()
+            self._stuck, self._stuck_since = proc, started
+            return FilesystemReading(
+                ok=False, error=f"{self.path} did not answer within {self.timeout:g} s"
+            )
+        latency = time.monotonic() - started
+        if proc.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            message = lines[-1] if lines else f"check exited with {proc.returncode}"
+            return FilesystemReading(ok=False, error=f"{self.path}: {message}", latency=latency)
+        figures = json.loads(out)
+        total, free, avail = figures["total"], figures["free"], figures["avail"]
+        return FilesystemReading(
+            ok=True,
+            total_bytes=total,
+            used_bytes=total - free,
+            available_bytes=avail,
+            latency=latency,
+        )
