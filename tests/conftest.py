@@ -1,0 +1,112 @@
+"""Shared fixtures: the real local Slurm, and real hpcgate servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from hpcgate.server import config as config_module
+from hpcgate.server.app import Gateway
+from hpcgate.server.config import Config, StatusConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_SCRIPT = ROOT / "scripts" / "cluster.sh"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip locally when a real dependency is missing; in CI that is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and a required dependency is missing: {why}")
+    pytest.skip(why)
+
+
+def cluster(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run scripts/cluster.sh with `args` (e.g. 'stop', 'slurmctld'); raises on failure."""
+    return subprocess.run(
+        ["bash", str(CLUSTER_SCRIPT), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, HPCGATE_CLUSTER_QUIET="1"),
+    )
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """The real single-node Slurm, brought up by the project's own script (idempotent)."""
+    require(os.geteuid() == 0, "the local Slurm cluster needs root (scripts/cluster.sh)")
+    require(shutil.which("bash") is not None, "bash is needed")
+    cluster("up", timeout=600)
+
+
+def fast_config(tmp_path: Path, **status: Any) -> Config:
+    """The built-in default config with a private state dir, an ephemeral port and fast probes."""
+    base = config_module.parse({})
+    settings = replace(
+        StatusConfig(probe_interval=0.5, heartbeat_interval=1.0, filesystem_timeout=3.0), **status
+    )
+    return replace(
+        base,
+        server=replace(
+            base.server, listen="127.0.0.1:0", state_dir=tmp_path / "state", shutdown_grace=1.0
+        ),
+        status=settings,
+    )
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def gateway_factory(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
+    """Starts in-process gateways (real grpc.aio servers on loopback); stops them after."""
+    started: list[Gateway] = []
+
+    async def start(config: Config | None = None, wait_ready: bool = True) -> Gateway:
+        gateway = Gateway(config or fast_config(tmp_path))
+        await gateway.start()
+        started.append(gateway)
+        if wait_ready:
+            await asyncio.wait_for(gateway.hub.wait_ready(), 30)
+        return gateway
+
+    yield start
+    for gateway in started:
+        await gateway.stop()
+
+
+@pytest.fixture
+async def gateway(slurm_cluster: None, gateway_factory: GatewayFactory) -> Gateway:
+    return await gateway_factory()
+
+
+@pytest.fixture
+async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as ch:
+        yield ch
+
+
+@pytest.fixture
+def venv_bin() -> Path:
+    return Path(sys.executable).parent
+
+
+@pytest.fixture
+def restore_slurmctld(slurm_cluster: None) -> Iterator[None]:
+    """Whatever a fault test does to slurmctld, it is running again afterwards."""
+    yield
+    cluster("start", "slurmctld")
