@@ -56,7 +56,7 @@ test: install check-generated lint cluster
 	$(BIN)/pytest -q
 
 bench: install cluster
-	$(PY) bench/run.py
+	$(PY) bench/status_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

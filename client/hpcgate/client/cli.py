@@ -7,12 +7,17 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import duration_pb2
 
 from hpcgate.client.channel import connect, default_address
 from hpcgate.v1 import status_pb2, status_pb2_grpc
+
+if TYPE_CHECKING:  # the async stub class exists only in the generated type stubs
+    Stub = status_pb2_grpc.StatusServiceAsyncStub
+    Command = Callable[[Stub, argparse.Namespace], Awaitable[int]]
 
 _STATE_WORD = {
     status_pb2.SYSTEM_STATE_UNSPECIFIED: "unknown",
@@ -35,7 +40,7 @@ def print_system(system: status_pb2.System, verbose: bool = True) -> None:
             print(f"  {c.display_name:<18} {_STATE_WORD[c.state]:<12} {c.reason}".rstrip())
 
 
-async def cmd_status(stub: status_pb2_grpc.StatusServiceAsyncStub, args: argparse.Namespace) -> int:
+async def cmd_status(stub: Stub, args: argparse.Namespace) -> int:
     if args.system:
         reply = await stub.GetSystem(status_pb2.GetSystemRequest(name=_system_name(args.system)))
         print_system(reply.system)
@@ -46,7 +51,7 @@ async def cmd_status(stub: status_pb2_grpc.StatusServiceAsyncStub, args: argpars
     return 0
 
 
-async def cmd_watch(stub: status_pb2_grpc.StatusServiceAsyncStub, args: argparse.Namespace) -> int:
+async def cmd_watch(stub: Stub, args: argparse.Namespace) -> int:
     request = status_pb2.WatchSystemsRequest(
         names=[_system_name(s) for s in args.system],
         heartbeat_interval=duration_pb2.Duration(seconds=args.heartbeat),
@@ -66,9 +71,6 @@ async def cmd_watch(stub: status_pb2_grpc.StatusServiceAsyncStub, args: argparse
     return 0
 
 
-Stub = status_pb2_grpc.StatusServiceAsyncStub
-
-
 async def cmd_outages(stub: Stub, args: argparse.Namespace) -> int:
     reply = await stub.ListOutages(status_pb2.ListOutagesRequest(system=args.system or ""))
     for o in reply.outages:
@@ -81,14 +83,11 @@ async def cmd_outages(stub: Stub, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_notes(stub: status_pb2_grpc.StatusServiceAsyncStub, args: argparse.Namespace) -> int:
+async def cmd_notes(stub: Stub, args: argparse.Namespace) -> int:
     reply = await stub.ListNotes(status_pb2.ListNotesRequest(system=args.system or ""))
     for n in reply.notes:
         print(f"{n.system:<10} {n.create_time.ToDatetime().isoformat()}  {n.author}: {n.text}")
     return 0
-
-
-Command = Callable[[status_pb2_grpc.StatusServiceAsyncStub, argparse.Namespace], Awaitable[int]]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _run(args: argparse.Namespace) -> int:
     async with connect(args.address, ca_file=args.ca_file, tls=args.tls or None) as channel:
-        stub = status_pb2_grpc.StatusServiceAsyncStub(channel)
+        stub = status_pb2_grpc.StatusServiceStub(channel)
         command: Command = args.run
         return await command(stub, args)
 
