@@ -3,6 +3,9 @@
 
 SHELL := /bin/bash
 VENV ?= .venv
+# The system interpreter, not a per-user one (pyenv under /root): per-user worker
+# processes run the venv's interpreter as the target user, so it must be readable by all.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PROTO_DIR := proto
@@ -23,7 +26,10 @@ help:
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { test "$$(id -u)" = 0 && \
+	  apt-get install -y -q python3-venv python3-dev >/dev/null; } || { echo \
+	  "make install: $(PYTHON) lacks venv; install python3-venv (apt) or set PYTHON=" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[server,dev]'
 	touch $@
@@ -49,7 +55,16 @@ lint: install
 cluster:
 	bash scripts/cluster.sh up
 
+# Prints a ready-to-use access token for the invoking user, then serves.
+RUN_USER ?= $(or $(SUDO_USER),$(shell id -un))
 run: install cluster
+	@token=$$($(BIN)/hpcgate-server token --user $(RUN_USER) --scope read --scope write \
+	    --scope execute --ttl 28800) && \
+	echo "" && echo "Access token for $(RUN_USER) (8 hours, loopback only):" && \
+	echo "  export HPCGATE_TOKEN=$$token" && \
+	echo "  $(BIN)/grpcurl -plaintext -H \"authorization: Bearer \$$HPCGATE_TOKEN\" $(HPCGATE_LISTEN) hpcgate.v1.AuthService/GetTokenInfo" && \
+	echo "  $(BIN)/hpcgate --address $(HPCGATE_LISTEN) whoami" && \
+	echo "A new one: $(BIN)/hpcgate-server token --user $(RUN_USER) --scope read" && echo ""
 	$(BIN)/hpcgate-server serve --listen $(HPCGATE_LISTEN)
 
 test: install check-generated lint cluster

@@ -110,3 +110,21 @@ def restore_slurmctld(slurm_cluster: None) -> Iterator[None]:
     """Whatever a fault test does to slurmctld, it is running again afterwards."""
     yield
     cluster("start", "slurmctld")
+
+
+@pytest.fixture
+async def auth_gateway(gateway: Gateway) -> Gateway:
+    """A started gateway (auth is always on); named for tests that are about callers."""
+    return gateway
+
+
+def bearer(
+    gateway: Gateway, user: str, scopes: tuple[str, ...] = ("read",)
+) -> list[tuple[str, str]]:
+    """Call metadata with an access token of `user`, as `hpcgate-server token` makes them."""
+    from hpcgate.server.auth.tokens import ADMIN_CLIENT_ID
+
+    token, _ = gateway.tokens.mint(
+        user, ADMIN_CLIENT_ID, frozenset(scopes), 300, ("127.0.0.0/8", "::1/128")
+    )
+    return [("authorization", f"Bearer {token}")]

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 import pytest
 
-from conftest import GatewayFactory
+from conftest import GatewayFactory, bearer
 from hpcgate.server.api.interceptors import ObservingInterceptor
 from hpcgate.v1 import compute_pb2, compute_pb2_grpc, status_pb2, status_pb2_grpc
 
@@ -19,12 +19,13 @@ async def test_rpcs_of_later_releases_are_clearly_unimplemented(
     gateway = await gateway_factory(wait_ready=False)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as ch:
         stub = compute_pb2_grpc.ComputeServiceStub(ch)
+        metadata = bearer(gateway, "alice", ("read", "execute"))
         with pytest.raises(grpc.aio.AioRpcError) as unary:
-            await stub.SubmitJob(compute_pb2.SubmitJobRequest())
+            await stub.SubmitJob(compute_pb2.SubmitJobRequest(), metadata=metadata)
         assert unary.value.code() == grpc.StatusCode.UNIMPLEMENTED
         assert "hpcgate.v1.ComputeService/SubmitJob" in (unary.value.details() or "")
         with pytest.raises(grpc.aio.AioRpcError) as stream:
-            async for _ in stub.WatchJobs(compute_pb2.WatchJobsRequest()):
+            async for _ in stub.WatchJobs(compute_pb2.WatchJobsRequest(), metadata=metadata):
                 pass
         assert stream.value.code() == grpc.StatusCode.UNIMPLEMENTED
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import grpc
 
+from hpcgate.client.auth import ClientCredentials, bearer_interceptors
+
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 ADDRESS_ENV = "HPCGATE_ADDRESS"
 
@@ -22,18 +24,41 @@ def connect(
     cert_file: Path | None = None,
     key_file: Path | None = None,
     tls: bool | None = None,
+    token: str | None = None,
+    client: ClientCredentials | None = None,
 ) -> grpc.aio.Channel:
     """An asyncio channel. TLS is used when asked for or when a CA/cert is given.
 
     `cert_file`/`key_file` present a client certificate (mutual TLS between facilities).
+    With `token` every call carries that access token; with `client` the channel
+    exchanges the client's credentials for tokens and renews them before they expire.
     """
     address = address or default_address()
     use_tls = tls if tls is not None else bool(ca_file or cert_file)
+    channel: grpc.aio.Channel | None = None
+    interceptors = []
+    if token:
+        static = token
+
+        async def get_static() -> str:
+            return static
+
+        interceptors = bearer_interceptors(get_static)
+    elif client is not None:
+        client_credentials = client
+
+        async def get_exchanged() -> str:
+            assert channel is not None
+            return await client_credentials.token(channel)
+
+        interceptors = bearer_interceptors(get_exchanged)
     if not use_tls:
-        return grpc.aio.insecure_channel(address)
+        channel = grpc.aio.insecure_channel(address, interceptors=interceptors)
+        return channel
     credentials = grpc.ssl_channel_credentials(
         root_certificates=ca_file.read_bytes() if ca_file else None,
         private_key=key_file.read_bytes() if key_file else None,
         certificate_chain=cert_file.read_bytes() if cert_file else None,
     )
-    return grpc.aio.secure_channel(address, credentials)
+    channel = grpc.aio.secure_channel(address, credentials, interceptors=interceptors)
+    return channel

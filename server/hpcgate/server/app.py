@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import pwd
 import signal
 
 import grpc
@@ -12,9 +14,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from hpcgate.server.api.auth import AuthServicer
 from hpcgate.server.api.interceptors import ObservingInterceptor
 from hpcgate.server.api.status import StatusServicer
 from hpcgate.server.api.unimplemented import unimplemented_servicer
+from hpcgate.server.auth.check import Authenticator
+from hpcgate.server.auth.keys import ServerKeys
+from hpcgate.server.auth.registry import ClientRegistry
+from hpcgate.server.auth.tokens import TokenService
 from hpcgate.server.config import Config
 from hpcgate.server.slurm.factory import make_adapter
 from hpcgate.server.state.store import StateStore
@@ -46,15 +53,28 @@ _NOT_YET_IMPLEMENTED = [
     (storage_pb2, "StorageService", storage_pb2_grpc),
     (tasks_pb2, "TasksService", tasks_pb2_grpc),
     (account_pb2, "AccountService", account_pb2_grpc),
-    (auth_pb2, "AuthService", auth_pb2_grpc),
 ]
 
 
 def service_names() -> list[str]:
     """Full names of the seven hpcgate services, StatusService first."""
-    names = [status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
+    names = [
+        status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name,
+        auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+    ]
     names += [m.DESCRIPTOR.services_by_name[s].full_name for m, s, _ in _NOT_YET_IMPLEMENTED]
     return names
+
+
+def served_user() -> str | None:
+    """None in multi-user mode (running as root); else the one user this server serves."""
+    return None if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+
+
+def token_service(config: Config, store: StateStore) -> TokenService:
+    """The token service over the state directory (also used by `hpcgate-server token`)."""
+    keys = ServerKeys(config.server.state_dir, config.auth.max_access_token_ttl)
+    return TokenService(config.auth, keys, ClientRegistry(store, config.auth.policy))
 
 
 class Gateway:
@@ -65,12 +85,14 @@ class Gateway:
         self.store = StateStore(config.server.state_dir)
         self.hub = StatusHub(s.id for s in config.systems)
         self.adapters = {s.id: make_adapter(s) for s in config.systems}
+        self.tokens = token_service(config, self.store)
+        self.authenticator = Authenticator(self.tokens, served_user())
         self.health = HealthServicer()
         self.draining = asyncio.Event()
         self.port = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.server = grpc.aio.server(
-            interceptors=[ObservingInterceptor()],
+            interceptors=[ObservingInterceptor(self.authenticator.authenticate)],
             maximum_concurrent_rpcs=config.limits.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", config.limits.max_message_bytes),
@@ -81,6 +103,7 @@ class Gateway:
         status_pb2_grpc.add_StatusServiceServicer_to_server(
             StatusServicer(config, self.hub, self.store, self.draining), self.server
         )
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(self.tokens), self.server)
         for module, name, grpc_module in _NOT_YET_IMPLEMENTED:
             base = getattr(grpc_module, f"{name}Servicer")
             add = getattr(grpc_module, f"add_{name}Servicer_to_server")

@@ -1,4 +1,4 @@
-"""`hpcgate-server`: serve the API, and manage the server's state (outages, notes).
+"""`hpcgate-server`: serve the API, and manage its state (outages, notes, clients, keys).
 
 Every subcommand finds the configuration and state directory the same way (see
 paths.py), so no flags are needed on a machine set up with `make run`.
@@ -95,7 +95,146 @@ def build_parser() -> argparse.ArgumentParser:
     nlst.add_argument("--system")
     nrm = n_sub.add_parser("remove", help="delete a note")
     nrm.add_argument("id")
+    clients = sub.add_parser("clients", help="manage registered API clients (key pairs)")
+    c_sub = clients.add_subparsers(dest="action", required=True)
+    cadd = c_sub.add_parser(
+        "add", help="register a client; prints its id and (once) a generated private key"
+    )
+    cadd.add_argument("--user", required=True, help="POSIX user the client acts as")
+    cadd.add_argument(
+        "--scope",
+        action="append",
+        choices=["read", "write", "execute"],
+        required=True,
+        help="repeat for several scopes",
+    )
+    cadd.add_argument(
+        "--cidr",
+        action="append",
+        default=[],
+        help="source network allowed, e.g. 192.0.2.0/24 (repeatable)",
+    )
+    cadd.add_argument(
+        "--expires",
+        type=parse_expiry,
+        help="lifetime (e.g. 2d, 12h) or ISO 8601 end; default: the policy's maximum",
+    )
+    cadd.add_argument(
+        "--public-key",
+        type=Path,
+        help="register this PEM public key instead of generating a key pair",
+    )
+    cadd.add_argument("--description", default="", help="what the client is for")
+    clst = c_sub.add_parser("list", help="list clients")
+    clst.add_argument("--user")
+    crev = c_sub.add_parser("revoke", help="revoke a client: its tokens stop working")
+    crev.add_argument("id")
+
+    token = sub.add_parser("token", help="print an access token (for automation and tests)")
+    token.add_argument("--user", default=getpass.getuser(), help="default: the current user")
+    token.add_argument(
+        "--scope",
+        action="append",
+        choices=["read", "write", "execute"],
+        help="repeatable; default: read",
+    )
+    token.add_argument("--ttl", type=float, default=600.0, help="seconds (default 600)")
+    token.add_argument(
+        "--cidr",
+        action="append",
+        help="networks the token may be used from (default: loopback only)",
+    )
+
+    keys = sub.add_parser("keys", help="the server's token-signing keys")
+    k_sub = keys.add_subparsers(dest="action", required=True)
+    k_sub.add_parser("list", help="list signing keys")
+    k_sub.add_parser("rotate", help="start signing with a new key; old ones verify until expiry")
+    k_sub.add_parser("jwks", help="print the public keys as JWKS")
     return parser
+
+
+def parse_expiry(text: str) -> float:
+    """Seconds from now: a duration such as 2d, or an ISO 8601 end time."""
+    if _DURATION.match(text):
+        return parse_duration(text).total_seconds()
+    return (parse_time(text) - datetime.now(UTC)).total_seconds()
+
+
+def _clients(config: Config, args: argparse.Namespace) -> int:
+    from hpcgate.server.auth.registry import ClientRegistry, RegistryError
+    from hpcgate.server.auth.scopes import POWERFUL_SCOPES
+
+    registry = ClientRegistry(StateStore(config.server.state_dir), config.auth.policy)
+    if args.action == "add":
+        scopes = frozenset(args.scope)
+        policy = config.auth.policy
+        lifetime = args.expires or (
+            policy.powerful_max_lifetime
+            if scopes & POWERFUL_SCOPES
+            else policy.read_only_max_lifetime
+        )
+        public_pem = args.public_key.read_text() if args.public_key else None
+        try:
+            client, private_pem = registry.add(
+                args.user, scopes, tuple(args.cidr), lifetime, public_pem, args.description
+            )
+        except RegistryError as e:
+            sys.exit(f"hpcgate-server: {e}")
+        print(f"client id: {client.id}")
+        print(
+            f"user: {client.user}  scopes: {' '.join(sorted(client.scopes))}  "
+            f"cidrs: {' '.join(client.cidrs) or 'any'}  "
+            f"expires: {_fmt(datetime.fromtimestamp(client.expires_at, UTC))}"
+        )
+        print(f"audience: {config.auth.audience}")
+        if private_pem:
+            print("private key (shown once; store it where only the client can read it):")
+            print(private_pem, end="")
+    elif args.action == "list":
+        now = datetime.now(UTC).timestamp()
+        for c in registry.list(args.user):
+            state = "revoked" if c.revoked_at else ("expired" if c.expires_at <= now else "active")
+            print(
+                f"{c.id}  {c.user:<12} {state:<8} {' '.join(sorted(c.scopes)):<20} "
+                f"{' '.join(c.cidrs) or 'any':<24} "
+                f"{_fmt(datetime.fromtimestamp(c.expires_at, UTC))}  {c.description}"
+            )
+    elif not registry.revoke(args.id):
+        sys.exit(f"hpcgate-server: no active client {args.id!r} (see `clients list`)")
+    else:
+        print(f"revoked client {args.id}")
+    return 0
+
+
+def _token(config: Config, args: argparse.Namespace) -> int:
+    from hpcgate.server.app import token_service
+    from hpcgate.server.auth.tokens import ADMIN_CLIENT_ID
+
+    if not 0 < args.ttl <= config.auth.max_access_token_ttl:
+        sys.exit(f"hpcgate-server: --ttl must be in (0, {config.auth.max_access_token_ttl:g}]")
+    tokens = token_service(config, StateStore(config.server.state_dir))
+    cidrs = tuple(args.cidr) if args.cidr else ("127.0.0.0/8", "::1/128")
+    token, _ = tokens.mint(
+        args.user, ADMIN_CLIENT_ID, frozenset(args.scope or ["read"]), args.ttl, cidrs
+    )
+    print(token)
+    return 0
+
+
+def _keys(config: Config, args: argparse.Namespace) -> int:
+    from hpcgate.server.auth.keys import ServerKeys
+    from hpcgate.server.auth.tokens import jwks
+
+    keys = ServerKeys(config.server.state_dir, config.auth.max_access_token_ttl)
+    if args.action == "rotate":
+        print(f"now signing with key {keys.rotate().kid}")
+    elif args.action == "jwks":
+        print(jwks(keys))
+    else:
+        for key in keys.all():
+            state = "current" if key.retired_at is None else "retired (verifies only)"
+            print(f"{key.kid}  {_fmt(datetime.fromtimestamp(key.created_at, UTC))}  {state}")
+    return 0
 
 
 def _check_system(config: Config, system: str | None) -> None:
@@ -183,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         return _outages(config, args)
     if args.command == "notes":
         return _notes(config, args)
+    if args.command == "clients":
+        return _clients(config, args)
+    if args.command == "token":
+        return _token(config, args)
+    if args.command == "keys":
+        return _keys(config, args)
     if args.command == "config":
         print(f"source: {config.source or 'built-in defaults'}")
         print(f"state_dir: {config.server.state_dir}")

@@ -67,6 +67,43 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class ClientPolicy:
+    """Site bounds on registered clients (NERSC-style security levels)."""
+
+    # Clients with a powerful scope (write, execute): short-lived and tied to few networks.
+    powerful_max_lifetime: float = 2 * 86400.0
+    powerful_max_cidrs: int = 2
+    # Read-only clients may live long and need not name networks.
+    read_only_max_lifetime: float = 60 * 86400.0
+
+
+@dataclass(frozen=True)
+class ExternalIssuer:
+    """An OIDC issuer whose tokens are accepted as access tokens."""
+
+    issuer: str
+    audience: str
+    jwks_file: Path | None = None
+    jwks_url: str = ""
+    username_claim: str = "preferred_username"
+    scopes_claim: str = "scope"
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    allowed_cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    audience: str = "hpcgate"
+    issuer: str = "hpcgate"
+    access_token_ttl: float = 600.0
+    max_access_token_ttl: float = 86400.0
+    max_assertion_lifetime: float = 300.0
+    leeway: float = 10.0
+    policy: ClientPolicy = field(default_factory=ClientPolicy)
+    issuers: tuple[ExternalIssuer, ...] = ()
+
+
+@dataclass(frozen=True)
 class SlurmConfig:
     adapter: str = "cli"
     bin_dir: Path | None = None
@@ -99,6 +136,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     systems: tuple[SystemConfig, ...] = ()
     source: Path | None = None
 
@@ -257,6 +295,101 @@ def _system(section: _Section) -> SystemConfig:
     return system
 
 
+# Asymmetric algorithms only: an HMAC or "none" algorithm is never accepted.
+ASYMMETRIC_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+
+
+def _cidrs(section: _Section, key: str) -> tuple[str, ...]:
+    value = section.data.get(key, [])
+    section.used.add(key)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{section.key(key)}: expected a list of CIDR strings")
+    for cidr in value:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"{section.key(key)}: {cidr!r} is not a CIDR") from None
+    return tuple(value)
+
+
+def _issuer(section: _Section) -> ExternalIssuer:
+    issuer = section.text("issuer", "")
+    audience = section.text("audience", "")
+    if not issuer or not audience:
+        raise ConfigError(f"{section.where}: issuer and audience are required")
+    algorithms = section.data.get("algorithms", ["RS256", "ES256"])
+    section.used.add("algorithms")
+    if not isinstance(algorithms, list) or not algorithms:
+        raise ConfigError(f"{section.key('algorithms')}: expected a non-empty list")
+    for alg in algorithms:
+        if alg not in ASYMMETRIC_ALGORITHMS:
+            raise ConfigError(
+                f"{section.key('algorithms')}: {alg!r} is not allowed; use asymmetric "
+                f"algorithms only: {', '.join(ASYMMETRIC_ALGORITHMS)}"
+            )
+    result = ExternalIssuer(
+        issuer=issuer,
+        audience=audience,
+        jwks_file=section.path("jwks_file"),
+        jwks_url=section.text("jwks_url", ""),
+        username_claim=section.text("username_claim", "preferred_username"),
+        scopes_claim=section.text("scopes_claim", "scope"),
+        algorithms=tuple(algorithms),
+        allowed_cidrs=_cidrs(section, "allowed_cidrs"),
+    )
+    if (result.jwks_file is None) == (not result.jwks_url):
+        raise ConfigError(f"{section.where}: set exactly one of jwks_file and jwks_url")
+    if result.jwks_url and not result.jwks_url.startswith("https://"):
+        raise ConfigError(f"{section.key('jwks_url')}: must be an https:// URL")
+    section.finish()
+    return result
+
+
+def _auth(section: _Section | None) -> AuthConfig:
+    if section is None:
+        return AuthConfig()
+    d = AuthConfig()
+    policy = ClientPolicy()
+    if (p := section.table("policy")) is not None:
+        policy = ClientPolicy(
+            powerful_max_lifetime=p.seconds("powerful_max_lifetime", policy.powerful_max_lifetime),
+            powerful_max_cidrs=p.integer("powerful_max_cidrs", policy.powerful_max_cidrs),
+            read_only_max_lifetime=p.seconds(
+                "read_only_max_lifetime", policy.read_only_max_lifetime
+            ),
+        )
+        p.finish()
+    auth = AuthConfig(
+        audience=section.text("audience", d.audience),
+        issuer=section.text("issuer", d.issuer),
+        access_token_ttl=section.seconds("access_token_ttl", d.access_token_ttl, minimum=1),
+        max_access_token_ttl=section.seconds("max_access_token_ttl", d.max_access_token_ttl, 1),
+        max_assertion_lifetime=section.seconds(
+            "max_assertion_lifetime", d.max_assertion_lifetime, 1
+        ),
+        leeway=section.seconds("leeway", d.leeway, minimum=0),
+        policy=policy,
+        issuers=tuple(_issuer(i) for i in section.tables("issuers")),
+    )
+    section.finish()
+    if auth.access_token_ttl > auth.max_access_token_ttl:
+        raise ConfigError("auth.access_token_ttl must not exceed auth.max_access_token_ttl")
+    if any(i.issuer == auth.issuer for i in auth.issuers):
+        raise ConfigError("auth.issuers: an external issuer cannot reuse auth.issuer")
+    return auth
+
+
 def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     """Build a Config from parsed TOML, validating every key."""
     root = _Section(data, "")
@@ -293,11 +426,14 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             max_concurrent_rpcs=s.integer("max_concurrent_rpcs", limits.max_concurrent_rpcs),
         )
         s.finish()
+    auth = _auth(root.table("auth"))
     systems = tuple(_system(s) for s in root.tables("systems")) or default_systems()
     if len({s.id for s in systems}) != len(systems):
         raise ConfigError("systems: ids must be unique")
     root.finish()
-    return Config(server=server, status=status, limits=limits, systems=systems, source=source)
+    return Config(
+        server=server, status=status, limits=limits, auth=auth, systems=systems, source=source
+    )
 
 
 def load(path: Path | None = None) -> Config:

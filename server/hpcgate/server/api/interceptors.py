@@ -1,8 +1,10 @@
 """The server interceptor every RPC passes through.
 
-It turns `ApiError` into a rich status, turns any other exception into INTERNAL with a
-reference id (the traceback goes to the log, never to the client), and writes one
-structured log line per RPC: method, peer, status code, duration.
+It runs the auth check (and makes the caller available to the handler), turns
+`ApiError` into a rich status, turns any other exception into INTERNAL with a reference
+id (the traceback goes to the log, never to the client), and writes one structured log
+line per RPC: method, peer, status code, duration, and for authenticated RPCs the user
+and client id (the audit log).
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from hpcgate.server.api.errors import ApiError
+from hpcgate.server.auth.caller import Caller, reset_caller, set_caller
 
 log = logging.getLogger("hpcgate.rpc")
+# Decides who the caller is (None for public RPCs); raises ApiError to refuse the call.
+Authenticate = Callable[[str, Any], Awaitable[Caller | None]]
+
+
+async def _public(method: str, context: Any) -> Caller | None:
+    return None
 
 
 class _CallRecord:
@@ -28,6 +37,7 @@ class _CallRecord:
         self.context = context
         self.started = time.monotonic()
         self.code: grpc.StatusCode = grpc.StatusCode.OK
+        self.caller: Caller | None = None
 
     async def fail(self, error: BaseException) -> None:
         """Abort the call for `error`; always raises."""
@@ -51,38 +61,48 @@ class _CallRecord:
         )
 
     def finish(self) -> None:
-        log.info(
-            "rpc",
-            extra={
-                "fields": {
-                    "method": self.method,
-                    "peer": self.context.peer(),
-                    "code": self.code.name,
-                    "duration_ms": round((time.monotonic() - self.started) * 1000, 2),
-                }
-            },
-        )
+        fields: dict[str, object] = {
+            "method": self.method,
+            "peer": self.context.peer(),
+            "code": self.code.name,
+            "duration_ms": round((time.monotonic() - self.started) * 1000, 2),
+        }
+        if self.caller is not None:
+            fields.update(user=self.caller.user, client_id=self.caller.client_id)
+        log.info("rpc", extra={"fields": fields})
 
 
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Any]:
+def _wrap_unary(
+    behavior: Callable[..., Awaitable[Any]], method: str, authenticate: Authenticate
+) -> Callable[..., Any]:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         record = _CallRecord(method, context)
+        token = None
         try:
+            record.caller = await authenticate(method, context)
+            token = set_caller(record.caller)
             return await behavior(request, context)
         except BaseException as e:
             await record.fail(e)
         finally:
+            if token is not None:
+                reset_caller(token)
             record.finish()
 
     return handler
 
 
-def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _wrap_stream(
+    behavior: Callable[..., Any], method: str, authenticate: Authenticate
+) -> Callable[..., Any]:
     async def handler(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         record = _CallRecord(method, context)
         try:
+            record.caller = await authenticate(method, context)
+            # An async generator keeps its own context copy: set the caller inside it.
+            set_caller(record.caller)
             result = behavior(request, context)
             if inspect.isasyncgen(result):
                 async for item in result:
@@ -104,7 +124,10 @@ else:  # the runtime class is not generic; only grpc-stubs makes it so
 
 
 class ObservingInterceptor(_ServerInterceptor):
-    """Error mapping and one log line per RPC, for every service including health."""
+    """Auth, error mapping and one log line per RPC, for every service including health."""
+
+    def __init__(self, authenticate: Authenticate = _public) -> None:
+        self.authenticate = authenticate
 
     async def intercept_service(
         self,
@@ -119,25 +142,25 @@ class ObservingInterceptor(_ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, self.authenticate),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method),
+                _wrap_unary(handler.stream_unary, method, self.authenticate),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                _wrap_stream(handler.unary_stream, method, self.authenticate),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream, method),
+            _wrap_stream(handler.stream_stream, method, self.authenticate),
             handler.request_deserializer,
             handler.response_serializer,
         )

@@ -1,4 +1,4 @@
-"""SQLite state: operator-managed outages and notes (later: clients, tasks, idempotency keys).
+"""SQLite state: outages and notes here; other modules (auth/registry.py) add their tables.
 
 Methods are synchronous and short; the server calls them through `asyncio.to_thread`
 so the event loop never waits on the disk. WAL mode lets the `hpcgate-server outages`
@@ -37,6 +37,26 @@ MIGRATIONS: tuple[str, ...] = (
         create_time REAL NOT NULL
     );
     CREATE INDEX notes_system ON notes(system, create_time);
+    """,
+    """
+    CREATE TABLE clients (
+        id TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        cidrs TEXT NOT NULL,
+        description TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE INDEX clients_user ON clients(user);
+    CREATE TABLE used_assertions (
+        jti TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (client_id, jti)
+    );
     """,
 )
 
@@ -82,7 +102,7 @@ class StateStore:
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / DB_NAME
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self._connect() as db:
+        with self.connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for index in range(version, len(MIGRATIONS)):
@@ -90,7 +110,7 @@ class StateStore:
                 db.execute(f"PRAGMA user_version={index + 1}")
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout=10000")
@@ -106,7 +126,7 @@ class StateStore:
         if end is not None and end <= start:
             raise ValueError("the outage must end after it starts")
         outage = Outage(_new_id(), system, start, end, description, datetime.now(UTC))
-        with self._connect() as db:
+        with self.connect() as db:
             db.execute(
                 "INSERT INTO outages VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -127,7 +147,7 @@ class StateStore:
         if system:
             query += " WHERE system = ?"
             args = (system,)
-        with self._connect() as db:
+        with self.connect() as db:
             rows = db.execute(query + " ORDER BY start_time DESC, id", args).fetchall()
         return [
             Outage(r[0], r[1], _ts(r[2]), _ts(r[3]), r[4], _ts(r[5]))  # type: ignore[arg-type]
@@ -135,14 +155,14 @@ class StateStore:
         ]
 
     def remove_outage(self, outage_id: str) -> bool:
-        with self._connect() as db:
+        with self.connect() as db:
             return db.execute("DELETE FROM outages WHERE id = ?", (outage_id,)).rowcount > 0
 
     # -- notes --------------------------------------------------------------------------
 
     def add_note(self, system: str, text: str, author: str) -> Note:
         note = Note(_new_id(), system, text, author, datetime.now(UTC))
-        with self._connect() as db:
+        with self.connect() as db:
             db.execute(
                 "INSERT INTO notes VALUES (?, ?, ?, ?, ?)",
                 (note.id, system, text, author, note.create_time.timestamp()),
@@ -155,10 +175,10 @@ class StateStore:
         if system:
             query += " WHERE system = ?"
             args = (system,)
-        with self._connect() as db:
+        with self.connect() as db:
             rows = db.execute(query + " ORDER BY create_time DESC, id", args).fetchall()
         return [Note(r[0], r[1], r[2], r[3], _ts(r[4])) for r in rows]  # type: ignore[arg-type]
 
     def remove_note(self, note_id: str) -> bool:
-        with self._connect() as db:
+        with self.connect() as db:
             return db.execute("DELETE FROM notes WHERE id = ?", (note_id,)).rowcount > 0
