@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import pwd
 import signal
 
 import grpc
@@ -23,6 +21,7 @@ from hpcgate.server.auth.keys import ServerKeys
 from hpcgate.server.auth.registry import ClientRegistry
 from hpcgate.server.auth.tokens import TokenService
 from hpcgate.server.config import Config
+from hpcgate.server.privsep import PrivilegeSeparation
 from hpcgate.server.slurm.factory import make_adapter
 from hpcgate.server.state.store import StateStore
 from hpcgate.server.status.hub import StatusHub
@@ -66,11 +65,6 @@ def service_names() -> list[str]:
     return names
 
 
-def served_user() -> str | None:
-    """None in multi-user mode (running as root); else the one user this server serves."""
-    return None if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
-
-
 def token_service(config: Config, store: StateStore) -> TokenService:
     """The token service over the state directory (also used by `hpcgate-server token`)."""
     keys = ServerKeys(config.server.state_dir, config.auth.max_access_token_ttl)
@@ -86,7 +80,9 @@ class Gateway:
         self.hub = StatusHub(s.id for s in config.systems)
         self.adapters = {s.id: make_adapter(s) for s in config.systems}
         self.tokens = token_service(config, self.store)
-        self.authenticator = Authenticator(self.tokens, served_user())
+        # Per-user work (files, commands, sbatch) runs through this, never as the server.
+        self.privsep = PrivilegeSeparation()
+        self.authenticator = Authenticator(self.tokens, self.privsep.served_user)
         self.health = HealthServicer()
         self.draining = asyncio.Event()
         self.port = 0
@@ -185,6 +181,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.privsep.close()
         log.info("stopped")
 
     async def serve_until_signal(self) -> None:

@@ -1,0 +1,41 @@
+"""Privilege separation: work done on behalf of a user runs as that user, never as the server.
+
+See docs/privsep.md for the model. Callers resolve an identity once per request
+(`PrivilegeSeparation.identity`), then use that user's worker (`worker(identity)`:
+open/stat/whoami, descriptors passed back) or run commands (`spawn`, `run`).
+"""
+
+from hpcgate.server.privsep.broker import (
+    CommandOutput,
+    FileStat,
+    Mode,
+    PrivilegeSeparation,
+    UserWorker,
+    WorkerCredentials,
+)
+from hpcgate.server.privsep.errors import (
+    CommandTimeout,
+    ForbiddenUser,
+    PrivsepError,
+    UnknownUser,
+    WorkerTimeout,
+    WorkerUnavailable,
+)
+from hpcgate.server.privsep.identity import UserIdentity, lookup
+
+__all__ = [
+    "CommandOutput",
+    "CommandTimeout",
+    "FileStat",
+    "ForbiddenUser",
+    "Mode",
+    "PrivilegeSeparation",
+    "PrivsepError",
+    "UnknownUser",
+    "UserIdentity",
+    "UserWorker",
+    "WorkerCredentials",
+    "WorkerTimeout",
+    "WorkerUnavailable",
+    "lookup",
+]

@@ -1,0 +1,789 @@
+"""The server's side of privilege separation: per-user workers and commands run as the user.
+
+Run as root (multi-user mode), the server's only use of root here is to start children
+that become the user: `asyncio.create_subprocess_exec(user=, group=, extra_groups=)` makes
+setgroups, setgid and setuid happen in the child between fork and exec, so nothing in the
+child ever runs with root's credentials. Run as anyone else (single-user mode), the server
+acts only as itself and refuses every other identity.
+
+A `UserWorker` is one long-lived worker process per identity (see `worker.py` for the
+protocol). Requests are multiplexed by id over one Unix socket; descriptors the worker
+opened come back with SCM_RIGHTS, so the server moves bytes at full speed on a descriptor
+whose permission check the kernel made for the user. A dead worker is restarted on the next
+call; an idle one is stopped after `idle_timeout`.
+
+Commands (`spawn`, `run`) drop privileges the same way. Their working directory is opened
+by the user's worker and entered through /proc/<server pid>/fd/N, because Python's
+subprocess changes directory *before* dropping privileges: the root-side child must never
+resolve a path the user chose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from hpcgate.server.privsep import worker as worker_program
+from hpcgate.server.privsep.errors import (
+    CommandTimeout,
+    ForbiddenUser,
+    PrivsepError,
+    WorkerTimeout,
+    WorkerUnavailable,
+    os_error,
+)
+from hpcgate.server.privsep.identity import UserIdentity, lookup, lookup_uid_blocking
+from hpcgate.server.privsep.worker import HEADER, MAX_FDS, MAX_FRAME
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["multi-user", "single-user"]
+Reply = tuple[dict[str, Any], list[int]]
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Interpreters tried for the worker when the server's own is not runnable by every user
+# (e.g. a virtualenv under a 0700 home); any Python >= 3.10 runs worker.py.
+FALLBACK_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
+
+
+@dataclass(frozen=True)
+class WorkerCredentials:
+    """What the worker process actually runs as (getresuid/getresgid/getgroups)."""
+
+    uid: int
+    euid: int
+    suid: int
+    gid: int
+    egid: int
+    sgid: int
+    groups: tuple[int, ...]
+    pid: int
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """lstat()/stat() as seen by the user."""
+
+    mode: int
+    ino: int
+    dev: int
+    nlink: int
+    uid: int
+    gid: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_file(self) -> bool:
+        return stat.S_ISREG(self.mode)
+
+    @property
+    def is_symlink(self) -> bool:
+        return stat.S_ISLNK(self.mode)
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    returncode: int  # negative: killed by that signal
+    stdout: bytes
+    stderr: bytes
+
+
+def _close_all(fds: Collection[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _runnable_by_everyone(path: str) -> bool:
+    """Whether `path` and every directory leading to it (as given and resolved) are o+x."""
+    real = os.path.realpath(path)
+    try:
+        if not os.stat(real).st_mode & stat.S_IXOTH:
+            return False
+        for start in {os.path.dirname(os.path.abspath(path)), os.path.dirname(real)}:
+            directory = start
+            while True:
+                if not os.stat(directory).st_mode & stat.S_IXOTH:
+                    return False
+                if directory == "/":
+                    break
+                directory = os.path.dirname(directory)
+    except OSError:
+        return False
+    return True
+
+
+def default_worker_python() -> str:
+    """The server's interpreter if every user can run it, else a system python3."""
+    for candidate in (sys.executable, *FALLBACK_PYTHONS):
+        if candidate and _runnable_by_everyone(candidate):
+            return candidate
+    return sys.executable
+
+
+class _Connection:
+    """One running worker process and its socket; requests multiplexed by id.
+
+    Reading is a reader callback on the non-blocking socket: frames are reassembled in
+    `inbox`, received descriptors queue in `fds` in arrival order. The kernel attaches a
+    reply's descriptors to the reply's first byte and never merges them into an earlier
+    read, so the n descriptors a complete reply announces are the first n queued.
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process, sock: socket.socket, user: str) -> None:
+        self.proc = proc
+        self.sock = sock
+        self.user = user
+        self.loop = asyncio.get_running_loop()
+        self.fileno = sock.fileno()
+        self.greeting: asyncio.Future[Reply] = self.loop.create_future()
+        self.pending: dict[int, asyncio.Future[Reply]] = {0: self.greeting}
+        self.fds: collections.deque[int] = collections.deque()
+        self.inbox = bytearray()
+        self.outbox = bytearray()
+        self.next_id = 1
+        self.closed_reason: str | None = None
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
+        self.loop.add_reader(self.fileno, self._on_readable)
+        self.stderr_task = asyncio.create_task(self._drain_stderr())
+
+    @property
+    def alive(self) -> bool:
+        return self.closed_reason is None
+
+    def diagnosis(self) -> str:
+        detail = " | ".join(self.stderr_tail)
+        return f"{self.closed_reason}; stderr: {detail}" if detail else str(self.closed_reason)
+
+    async def hello(self, within: float) -> dict[str, Any]:
+        message, fds = await asyncio.wait_for(self.greeting, within)
+        _close_all(fds)
+        result = message.get("result")
+        if not isinstance(result, dict):
+            raise WorkerUnavailable("the worker's greeting has no credentials")
+        return result
+
+    async def request(self, op: str, args: Mapping[str, Any], within: float) -> Reply:
+        if self.closed_reason is not None:
+            raise WorkerUnavailable(self.closed_reason)
+        rid, self.next_id = self.next_id, self.next_id + 1
+        future: asyncio.Future[Reply] = self.loop.create_future()
+        self.pending[rid] = future
+        try:
+            self._write(worker_program.encode({"id": rid, "op": op, "args": dict(args)}))
+            return await asyncio.wait_for(asyncio.shield(future), within)
+        except BaseException:
+            self.pending.pop(rid, None)
+            if future.done() and not future.cancelled() and future.exception() is None:
+                _close_all(future.result()[1])  # answered, but the caller is gone
+            else:
+                future.cancel()  # a late answer's descriptors get closed on arrival
+            raise
+
+    def _write(self, frame: bytes) -> None:
+        if self.outbox:
+            self.outbox += frame
+            return
+        try:
+            sent = self.sock.send(frame)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self.fail(f"the worker for {self.user} is gone ({exc.strerror or exc})")
+            return
+        if sent < len(frame):
+            self.outbox += frame[sent:]
+            self.loop.add_writer(self.fileno, self._on_writable)
+
+    def _on_writable(self) -> None:
+        try:
+            sent = self.sock.send(self.outbox)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.fail(f"the worker for {self.user} is gone ({exc.strerror or exc})")
+            return
+        del self.outbox[:sent]
+        if not self.outbox:
+            self.loop.remove_writer(self.fileno)
+
+    def _on_readable(self) -> None:
+        for _ in range(64):  # then yield to the loop; the callback fires again
+            try:
+                data, fds, flags, _ = socket.recv_fds(
+                    self.sock, 1 << 16, MAX_FDS, socket.MSG_CMSG_CLOEXEC
+                )
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.fail(f"the worker for {self.user} is gone ({exc.strerror or exc})")
+                return
+            self.fds.extend(fds)
+            if flags & socket.MSG_CTRUNC:
+                self.fail("protocol error: descriptors were truncated")
+                return
+            if not data:
+                self.fail(f"the worker for {self.user} exited")
+                return
+            self.inbox += data
+            try:
+                self._parse()
+            except (ValueError, TypeError) as exc:
+                self.fail(f"protocol error from the worker for {self.user}: {exc}")
+                return
+            if len(self.fds) > MAX_FDS:  # only a reply still being read may hold some
+                self.fail(f"protocol error: the worker for {self.user} sent stray descriptors")
+                return
+
+    def _parse(self) -> None:
+        while len(self.inbox) >= HEADER.size:
+            (size,) = HEADER.unpack_from(self.inbox)
+            if size > MAX_FRAME:
+                raise ValueError(f"frame of {size} bytes")
+            end = HEADER.size + size
+            if len(self.inbox) < end:
+                return
+            message = json.loads(bytes(self.inbox[HEADER.size : end]))
+            del self.inbox[:end]
+            if not isinstance(message, dict) or not isinstance(message.get("id"), int):
+                raise ValueError("a reply without an id")
+            count = message.get("fds", 0)
+            if not isinstance(count, int) or not 0 <= count <= len(self.fds):
+                raise ValueError("descriptor count does not match")
+            fds = [self.fds.popleft() for _ in range(count)]
+            future = self.pending.pop(message["id"], None)
+            if future is None or future.done():
+                _close_all(fds)
+            else:
+                future.set_result((message, fds))
+
+    def fail(self, reason: str) -> None:
+        """Closes the socket and fails every request in flight; idempotent."""
+        if self.closed_reason is not None:
+            return
+        self.closed_reason = reason
+        self.loop.remove_reader(self.fileno)
+        self.loop.remove_writer(self.fileno)
+        self.sock.close()
+        _close_all(self.fds)
+        self.fds.clear()
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(WorkerUnavailable(reason))
+                future.exception()  # retrieved: a failed greeting may have no waiter
+        self.pending.clear()
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Closes the socket (the worker exits on EOF), kills it after `grace` seconds."""
+        self.fail(f"the worker for {self.user} was stopped")
+        try:
+            await asyncio.wait_for(self.proc.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+        with contextlib.suppress(TimeoutError):  # wait_for cancels the drain
+            await asyncio.wait_for(self.stderr_task, 1.0)
+
+    async def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        try:
+            async for line in self.proc.stderr:
+                text = line.decode(errors="replace").rstrip()[:2000]
+                self.stderr_tail.append(text)
+                log.warning(
+                    "privsep worker: %s",
+                    text,
+                    extra={"fields": {"user": self.user, "pid": self.proc.pid}},
+                )
+        except (ValueError, OSError):
+            pass
+
+
+class UserWorker:
+    """A handle on one user's worker: stays valid across restarts and idle stops."""
+
+    def __init__(self, owner: PrivilegeSeparation, identity: UserIdentity) -> None:
+        self.identity = identity
+        self._owner = owner
+        self._conn: _Connection | None = None
+        self._lock = asyncio.Lock()
+        self._in_flight = 0
+        self.last_used = time.monotonic()
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The worker process's pid while it runs, else None."""
+        conn = self._conn
+        return conn.proc.pid if conn is not None and conn.alive else None
+
+    def idle_for(self, now: float) -> float:
+        if self._conn is None or self._in_flight:
+            return 0.0
+        return now - self.last_used
+
+    async def _connection(self) -> _Connection:
+        async with self._lock:
+            conn = self._conn
+            if conn is not None and conn.alive:
+                return conn
+            self._conn = None
+            if conn is not None:
+                log.warning(
+                    "restarting the privsep worker",
+                    extra={"fields": {"user": self.identity.name, "reason": conn.closed_reason}},
+                )
+                await conn.close(grace=1.0)  # reap the dead one
+            self._conn = await self._owner._start(self.identity)
+            self.starts += 1
+            return self._conn
+
+    async def stop(self, *, only_if_idle_for: float | None = None) -> None:
+        async with self._lock:
+            if self._conn is None:
+                return
+            idle = self.idle_for(time.monotonic())
+            if only_if_idle_for is not None and (self._in_flight or idle < only_if_idle_for):
+                return
+            conn, self._conn = self._conn, None
+            await conn.close()
+            if only_if_idle_for is not None:
+                log.info(
+                    "privsep worker stopped (idle)",
+                    extra={"fields": {"user": self.identity.name, "pid": conn.proc.pid}},
+                )
+
+    async def call(
+        self, op: str, args: Mapping[str, Any] | None = None, *, idempotent: bool = True
+    ) -> Reply:
+        """One request; returns (result, descriptors) — the caller owns the descriptors.
+
+        Raises an OSError for the worker's errno, WorkerTimeout, or WorkerUnavailable.
+        An idempotent request is retried once on a freshly started worker if the worker
+        died under it.
+        """
+        attempts = 2 if idempotent else 1
+        timeout = self._owner.request_timeout
+        for attempt in range(attempts):
+            conn = await self._connection()
+            self._in_flight += 1
+            self.last_used = time.monotonic()
+            try:
+                message, fds = await conn.request(op, args or {}, timeout)
+            except WorkerUnavailable:
+                if attempt + 1 < attempts:
+                    continue
+                raise
+            except TimeoutError:
+                raise WorkerTimeout(
+                    f"the worker for {self.identity.name} did not answer {op!r} "
+                    f"within {timeout:g} s"
+                ) from None
+            finally:
+                self._in_flight -= 1
+                self.last_used = time.monotonic()
+            if message.get("ok") is True and isinstance(message.get("result"), dict):
+                return message["result"], fds
+            _close_all(fds)
+            error = message.get("error")
+            error = error if isinstance(error, dict) else {}
+            path = error.get("path")
+            raise os_error(
+                str(error.get("errno", "EIO")),
+                str(error.get("message", "")),
+                path if isinstance(path, str) else None,
+            )
+        raise AssertionError("unreachable")
+
+    async def whoami(self) -> WorkerCredentials:
+        result, _ = await self.call("whoami")
+        return _credentials(result)
+
+    async def ping(self, delay: float = 0.0) -> None:
+        await self.call("ping", {"delay": delay})
+
+    async def open(
+        self,
+        path: str,
+        flags: Collection[str] = ("read",),
+        mode: int = 0o666,
+        *,
+        no_symlinks: bool = False,
+    ) -> int:
+        """Opens `path` as the user and returns the descriptor (O_CLOEXEC; the caller
+        closes it).
+
+        `flags` among read, write, create, exclusive, truncate, append, directory. A
+        symlink as the final component fails with ELOOP; with `no_symlinks`, a symlink
+        anywhere in the path does. Only regular files and directories are opened.
+        """
+        args = {"path": path, "flags": list(flags), "mode": mode, "no_symlinks": no_symlinks}
+        _, fds = await self.call("open", args, idempotent="exclusive" not in flags)
+        fd = _single(fds)
+        # Not trusting the worker with this: a compromised one could send any descriptor
+        # the user can get, e.g. a FIFO or a device the server would then block on.
+        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        if kind not in (stat.S_IFREG, stat.S_IFDIR):
+            os.close(fd)
+            raise WorkerUnavailable(
+                f"protocol error: the worker sent a descriptor of type {kind:o}"
+            )
+        return fd
+
+    async def stat(self, path: str, *, follow_symlinks: bool = False) -> FileStat:
+        result, _ = await self.call("stat", {"path": path, "follow_symlinks": follow_symlinks})
+        return FileStat(**{name: int(result[name]) for name in FileStat.__dataclass_fields__})
+
+    async def kill_group(self, pgid: int, signum: int = signal.SIGKILL) -> None:
+        """Signals a process group as the user (ProcessLookupError if it is gone)."""
+        await self.call("killpg", {"pgid": pgid, "signal": int(signum)})
+
+    async def directory(self, path: str) -> int:
+        """An O_PATH descriptor of a directory the user can search (for a command's cwd)."""
+        _, fds = await self.call("cwd", {"path": path})
+        return _single(fds)
+
+
+def _single(fds: list[int]) -> int:
+    if len(fds) != 1:
+        _close_all(fds)
+        raise WorkerUnavailable(f"protocol error: expected one descriptor, got {len(fds)}")
+    return fds[0]
+
+
+def _credentials(result: Mapping[str, Any]) -> WorkerCredentials:
+    return WorkerCredentials(
+        uid=int(result["uid"]),
+        euid=int(result["euid"]),
+        suid=int(result["suid"]),
+        gid=int(result["gid"]),
+        egid=int(result["egid"]),
+        sgid=int(result["sgid"]),
+        groups=tuple(int(g) for g in result["groups"]),
+        pid=int(result["pid"]),
+    )
+
+
+class PrivilegeSeparation:
+    """Per-user workers and commands; the mode is fixed by the server's euid at start."""
+
+    def __init__(
+        self,
+        *,
+        idle_timeout: float = 300.0,
+        request_timeout: float = 60.0,
+        start_timeout: float = 10.0,
+        worker_python: str | None = None,
+        worker_threads: int = 8,
+        path: str = DEFAULT_PATH,
+        umask: int = 0o022,
+        min_uid: int = 1000,
+        deny_users: Collection[str] = ("slurm",),
+    ) -> None:
+        self.mode: Mode = "multi-user" if os.geteuid() == 0 else "single-user"
+        self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
+        self.start_timeout = start_timeout
+        self.worker_python = worker_python or default_worker_python()
+        self.worker_threads = worker_threads
+        self.path = path
+        self.umask = umask
+        self.min_uid = min_uid
+        self.deny_users = frozenset(deny_users)
+        self._served: UserIdentity | None = None
+        self._served_error = ""
+        if self.mode == "single-user":
+            try:
+                self._served = lookup_uid_blocking(os.geteuid())
+            except PrivsepError as exc:
+                self._served_error = str(exc)
+        # Sent to the interpreter on stdin: the user needs no access to the installation.
+        self._source = Path(worker_program.__file__).read_bytes()
+        self._workers: dict[UserIdentity, UserWorker] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def served_user(self) -> str | None:
+        """Single-user mode: the one user this server acts as. Multi-user mode: None."""
+        return self._served.name if self._served else None
+
+    def authorize(self, identity: UserIdentity) -> None:
+        """Raises ForbiddenUser unless per-user work may run as `identity` in this mode."""
+        if identity.uid == 0:
+            raise ForbiddenUser(f"refusing to do per-user work as {identity.name!r} (uid 0)")
+        if self.mode == "single-user":
+            served = self._single_user_served(identity.name)
+            if identity.uid != served.uid:
+                raise ForbiddenUser(f"{identity.name!r} is not uid {served.uid}")
+            return
+        if identity.name in self.deny_users:
+            raise ForbiddenUser(f"per-user work as {identity.name!r} is denied by configuration")
+        if identity.uid < self.min_uid:
+            raise ForbiddenUser(
+                f"{identity.name!r} is a system account (uid {identity.uid} < {self.min_uid})"
+            )
+        if identity.gid == 0 or 0 in identity.groups:
+            raise ForbiddenUser(f"{identity.name!r} is a member of group 0 (root)")
+
+    def _single_user_served(self, name: str) -> UserIdentity:
+        served = self._served
+        if served is None:
+            raise ForbiddenUser(f"single-user mode, but {self._served_error}")
+        if name != served.name:
+            raise ForbiddenUser(
+                f"this server runs as {served.name!r} (single-user mode) and acts only as "
+                f"that user, not as {name!r}"
+            )
+        return served
+
+    async def identity(self, name: str) -> UserIdentity:
+        """Looks `name` up (off the loop) and checks it may be served in this mode."""
+        if self.mode == "single-user":
+            return self._single_user_served(name)
+        identity = await lookup(name)
+        self.authorize(identity)
+        return identity
+
+    async def worker(self, identity: UserIdentity) -> UserWorker:
+        """The running worker for `identity`, started if needed."""
+        self.authorize(identity)
+        if self._closed:
+            raise WorkerUnavailable("privilege separation is closed")
+        handle = self._workers.get(identity)
+        if handle is None:
+            handle = self._workers[identity] = UserWorker(self, identity)
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_idle())
+        await handle._connection()
+        return handle
+
+    def user_env(self, identity: UserIdentity) -> dict[str, str]:
+        """The clean environment per-user processes start from; nothing is inherited."""
+        return {
+            "PATH": self.path,
+            "HOME": identity.home,
+            "USER": identity.name,
+            "LOGNAME": identity.name,
+            "LANG": "C.UTF-8",
+        }
+
+    def _drop(self, identity: UserIdentity) -> tuple[int | None, int | None, list[int] | None]:
+        """user, group, extra_groups for subprocess: set in multi-user mode only."""
+        if self.mode == "single-user":
+            return None, None, None
+        return identity.uid, identity.gid, list(identity.groups)
+
+    async def _start(self, identity: UserIdentity) -> _Connection:
+        if self._closed:
+            raise WorkerUnavailable("privilege separation is closed")
+        self.authorize(identity)
+        started = time.monotonic()
+        user, group, groups = self._drop(identity)
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    self.worker_python,
+                    "-I",
+                    "-S",
+                    "-",
+                    str(child.fileno()),
+                    str(self.worker_threads),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                    pass_fds=(child.fileno(),),
+                    cwd="/",
+                    env=self.user_env(identity),
+                    start_new_session=True,
+                    umask=self.umask,
+                    user=user,
+                    group=group,
+                    extra_groups=groups,
+                )
+            finally:
+                child.close()
+        except OSError as exc:
+            parent.close()
+            raise WorkerUnavailable(
+                f"cannot start a worker for {identity.name} with {self.worker_python}: "
+                f"{exc.strerror or exc} (set worker_python to an interpreter every user "
+                "can run)"
+            ) from exc
+        parent.setblocking(False)
+        conn = _Connection(proc, parent, identity.name)
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(self._source)
+            with contextlib.suppress(ConnectionError):
+                await proc.stdin.drain()
+            proc.stdin.close()
+            hello = await conn.hello(self.start_timeout)
+            self._check_credentials(identity, _credentials(hello))
+        except BaseException as exc:
+            conn.fail(str(exc) or type(exc).__name__)
+            # A grace period rather than kill(): Popen.kill() polls first, and reaping an
+            # already exited worker there would race asyncio's child watcher.
+            await conn.close(grace=1.0)
+            if isinstance(exc, PrivsepError | TimeoutError | KeyError | ValueError):
+                raise WorkerUnavailable(
+                    f"the worker for {identity.name} did not start: {conn.diagnosis()}"
+                ) from exc
+            raise
+        log.info(
+            "privsep worker started",
+            extra={
+                "fields": {
+                    "user": identity.name,
+                    "pid": proc.pid,
+                    "seconds": round(time.monotonic() - started, 4),
+                }
+            },
+        )
+        return conn
+
+    def _check_credentials(self, identity: UserIdentity, creds: WorkerCredentials) -> None:
+        """Defence in depth: the worker must run exactly as the identity (multi-user) or as
+        the server's own user (single-user), and never as root."""
+        uids = {creds.uid, creds.euid, creds.suid}
+        if self.mode == "single-user":
+            ok = uids == {os.geteuid()}
+        else:
+            ok = (
+                uids == {identity.uid}
+                and {creds.gid, creds.egid, creds.sgid} == {identity.gid}
+                and set(creds.groups) == set(identity.groups)
+            )
+        if not ok or 0 in uids:
+            raise WorkerUnavailable(f"the worker runs with unexpected credentials: {creds}")
+
+    async def spawn(
+        self,
+        identity: UserIdentity,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: int | IO[Any] | None = asyncio.subprocess.DEVNULL,
+        stdout: int | IO[Any] | None = asyncio.subprocess.PIPE,
+        stderr: int | IO[Any] | None = asyncio.subprocess.PIPE,
+    ) -> asyncio.subprocess.Process:
+        """Starts `argv` (no shell) as the user, in a new session (its own process group).
+
+        `cwd` defaults to the user's home ("/" if that is unusable); an explicit `cwd` the
+        user cannot enter raises PermissionError / FileNotFoundError. The environment is
+        `user_env(identity)` updated with `env`; nothing comes from the server's.
+        """
+        if not argv:
+            raise ValueError("argv must not be empty")
+        handle = await self.worker(identity)
+        directory: int | None
+        try:
+            directory = await handle.directory(cwd or identity.home)
+        except OSError:
+            if cwd is not None:
+                raise
+            directory = None
+        user, group, groups = self._drop(identity)
+        try:
+            return await asyncio.create_subprocess_exec(
+                argv[0],
+                *argv[1:],
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                # Entered by the still-root child through the server's descriptor, which
+                # the user's worker opened: the child resolves no user-chosen path.
+                cwd=f"/proc/{os.getpid()}/fd/{directory}" if directory is not None else "/",
+                env={**self.user_env(identity), **(env or {})},
+                start_new_session=True,
+                umask=self.umask,
+                user=user,
+                group=group,
+                extra_groups=groups,
+            )
+        finally:
+            if directory is not None:
+                os.close(directory)
+
+    async def run(
+        self,
+        identity: UserIdentity,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        input: bytes | None = None,
+        time_limit: float = 60.0,
+    ) -> CommandOutput:
+        """`spawn` and collect the output; past `time_limit` seconds, kills the command's process
+        group (as the user) and raises CommandTimeout."""
+        stdin = asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL
+        proc = await self.spawn(identity, argv, cwd=cwd, env=env, stdin=stdin)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(input), time_limit)
+        except BaseException as exc:
+            await self.kill_group(identity, proc)
+            if isinstance(exc, TimeoutError):
+                raise CommandTimeout(
+                    f"`{argv[0]}` as {identity.name} did not finish within {time_limit:g} s"
+                ) from None
+            raise
+        code = proc.returncode
+        return CommandOutput(code if code is not None else -1, out, err)
+
+    async def kill_group(
+        self, identity: UserIdentity, proc: asyncio.subprocess.Process, grace: float = 5.0
+    ) -> None:
+        """SIGKILLs the process group `spawn` created, as the user, and reaps the leader."""
+        try:
+            handle = await self.worker(identity)
+            await handle.kill_group(proc.pid)
+        except (PrivsepError, OSError):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), grace)
+
+    async def _reap_idle(self) -> None:
+        interval = max(0.05, min(self.idle_timeout / 2, 30.0))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for handle in list(self._workers.values()):
+                if handle.idle_for(now) >= self.idle_timeout:
+                    try:
+                        await handle.stop(only_if_idle_for=self.idle_timeout)
+                    except Exception:
+                        log.exception("stopping an idle privsep worker failed")
+
+    async def close(self) -> None:
+        """Stops every worker; later calls raise WorkerUnavailable."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        await asyncio.gather(*(handle.stop() for handle in self._workers.values()))
