@@ -341,7 +341,7 @@ async def test_concurrent_opens_pass_the_right_descriptors(
             assert isinstance(result, PermissionError)
         else:
             assert isinstance(result, int) and _read_fd(result) == f"file {i}\n"
-    assert _open_fds() == before
+    assert _open_fds() <= before  # nothing leaked (other tests may close fds meanwhile)
 
 
 async def test_request_timeout(tree: Tree) -> None:

@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from hpcgate.server.api.account import AccountServicer
 from hpcgate.server.api.auth import AuthServicer
 from hpcgate.server.api.interceptors import ObservingInterceptor
 from hpcgate.server.api.status import StatusServicer
@@ -51,7 +52,6 @@ _NOT_YET_IMPLEMENTED = [
     (utilities_pb2, "UtilitiesService", utilities_pb2_grpc),
     (storage_pb2, "StorageService", storage_pb2_grpc),
     (tasks_pb2, "TasksService", tasks_pb2_grpc),
-    (account_pb2, "AccountService", account_pb2_grpc),
 ]
 
 
@@ -60,6 +60,7 @@ def service_names() -> list[str]:
     names = [
         status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name,
         auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+        account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
     ]
     names += [m.DESCRIPTOR.services_by_name[s].full_name for m, s, _ in _NOT_YET_IMPLEMENTED]
     return names
@@ -100,6 +101,9 @@ class Gateway:
             StatusServicer(config, self.hub, self.store, self.draining), self.server
         )
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(self.tokens), self.server)
+        account_pb2_grpc.add_AccountServiceServicer_to_server(
+            AccountServicer(config, self.adapters), self.server
+        )
         for module, name, grpc_module in _NOT_YET_IMPLEMENTED:
             base = getattr(grpc_module, f"{name}Servicer")
             add = getattr(grpc_module, f"add_{name}Servicer_to_server")

@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from hpcgate.server.config import SlurmConfig
 from hpcgate.server.slurm.adapter import (
+    AccountInfo,
     ControllerPing,
+    FairShareInfo,
     NodeInfo,
     PartitionInfo,
     SlurmError,
     SlurmUnavailable,
+    UsageRecord,
+    UserAssociations,
 )
 from hpcgate.server.slurm.commands import SlurmCommands
-from hpcgate.server.slurm.parsing import parse_nodes_json, parse_partitions, parse_ping
+from hpcgate.server.slurm.parsing import (
+    ACCOUNT_FIELDS,
+    SHARE_FIELDS,
+    USAGE_FIELDS,
+    USER_ASSOC_FIELDS,
+    parse_accounts,
+    parse_cluster_name,
+    parse_fair_share,
+    parse_nodes_json,
+    parse_partitions,
+    parse_ping,
+    parse_usage,
+    parse_user_associations,
+    parse_user_default_account,
+)
+
+# TRES whose usage sreport is asked for (a TRES the site does not track is left out).
+USAGE_TRES = ("cpu", "gres/gpu")
 
 
 class CommandLineAdapter:
@@ -24,6 +48,11 @@ class CommandLineAdapter:
         self.commands = SlurmCommands(settings.bin_dir, settings.command_timeout, settings.cluster)
         self._cluster_args = ("-M", settings.cluster) if settings.cluster else ()
         self._nodes_via_scontrol = False  # switched on for Slurm >= 23.02 (see nodes())
+        # The cluster whose accounting we read: the configured one, else the local
+        # ClusterName, looked up once (slurmdbd may serve several clusters).
+        self._accounting_cluster = settings.cluster
+        self._cluster_known = bool(settings.cluster)
+        self._cluster_lock = asyncio.Lock()
 
     async def ping(self) -> ControllerPing:
         started = time.monotonic()
@@ -57,3 +86,86 @@ class CommandLineAdapter:
                 self._nodes_via_scontrol = True
         result = await self.commands.run("scontrol", *self._cluster_args, "--json", "show", "nodes")
         return parse_nodes_json(result.stdout)
+
+    # --- Accounting ---
+
+    async def _cluster_where(self) -> tuple[str, ...]:
+        """`cluster=NAME` for sacctmgr's where clause; () while the name is unknown.
+
+        Without a configured cluster the local ClusterName is read once from
+        `scontrol show config`; if the controller does not answer, this query goes
+        unfiltered (right for a slurmdbd that serves one cluster) and the next one retries.
+        """
+        if not self._cluster_known:
+            async with self._cluster_lock:
+                if not self._cluster_known:
+                    try:
+                        result = await self.commands.run("scontrol", "show", "config")
+                    except SlurmError:
+                        return ()
+                    self._accounting_cluster = parse_cluster_name(result.stdout)
+                    self._cluster_known = True
+        return (f"cluster={self._accounting_cluster}",) if self._accounting_cluster else ()
+
+    async def _sacctmgr(self, *args: str) -> str:
+        result = await self.commands.run("sacctmgr", "--noheader", "--parsable2", *args)
+        return result.stdout
+
+    async def user_default_account(self, user: str) -> str:
+        where = ("where", f"name={user}", *await self._cluster_where())
+        out = await self._sacctmgr("show", "user", *where, "format=User,DefaultAccount")
+        return parse_user_default_account(out)
+
+    async def user_associations(self, user: str) -> UserAssociations:
+        where = ("where", f"name={user}", *await self._cluster_where())
+        out = await self._sacctmgr(
+            "show", "user", *where, "withassoc", "format=" + ",".join(USER_ASSOC_FIELDS)
+        )
+        return parse_user_associations(out, user)
+
+    async def accounts(self, names: Sequence[str]) -> list[AccountInfo]:
+        if not names:
+            return []
+        # `user=` (empty) keeps only the accounts' own associations, which carry the parent.
+        where = ("where", "name=" + ",".join(names), *await self._cluster_where())
+        out = await self._sacctmgr(
+            "show", "account", *where, "withassoc", "user=", "format=" + ",".join(ACCOUNT_FIELDS)
+        )
+        return parse_accounts(out)
+
+    async def fair_share(self, user: str) -> list[FairShareInfo]:
+        result = await self.commands.run(
+            "sshare",
+            *self._cluster_args,
+            "--noheader",
+            "--parsable2",
+            "--Users",
+            f"--users={user}",
+            "--format=" + ",".join(SHARE_FIELDS),
+        )
+        return parse_fair_share(result.stdout)
+
+    async def usage(
+        self, accounts: Sequence[str], start: datetime, end: datetime
+    ) -> list[UsageRecord]:
+        if not accounts or end <= start:
+            return []
+        # sreport reads times in the server's local time zone.
+        fmt = "%Y-%m-%dT%H:%M:%S"
+        clusters = (f"clusters={self._accounting_cluster}",) if self._accounting_cluster else ()
+        result = await self.commands.run(
+            "sreport",
+            "--noheader",
+            "--parsable2",
+            "-t",
+            "seconds",
+            "--tres=" + ",".join(USAGE_TRES),
+            "cluster",
+            "AccountUtilizationByUser",
+            f"start={start.astimezone().strftime(fmt)}",
+            f"end={end.astimezone().strftime(fmt)}",
+            "accounts=" + ",".join(accounts),
+            *clusters,
+            "format=" + ",".join(USAGE_FIELDS),
+        )
+        return parse_usage(result.stdout)
