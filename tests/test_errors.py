@@ -10,7 +10,14 @@ import pytest
 
 from conftest import GatewayFactory, bearer
 from hpcgate.server.api.interceptors import ObservingInterceptor
-from hpcgate.v1 import compute_pb2, compute_pb2_grpc, status_pb2, status_pb2_grpc
+from hpcgate.v1 import (
+    compute_pb2,
+    compute_pb2_grpc,
+    status_pb2,
+    status_pb2_grpc,
+    tasks_pb2,
+    tasks_pb2_grpc,
+)
 
 
 async def test_rpcs_of_later_releases_are_clearly_unimplemented(
@@ -20,10 +27,11 @@ async def test_rpcs_of_later_releases_are_clearly_unimplemented(
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as ch:
         stub = compute_pb2_grpc.ComputeServiceStub(ch)
         metadata = bearer(gateway, "alice", ("read", "execute"))
+        tasks = tasks_pb2_grpc.TasksServiceStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as unary:
-            await stub.SubmitJob(compute_pb2.SubmitJobRequest(), metadata=metadata)
+            await tasks.GetTask(tasks_pb2.GetTaskRequest(name="tasks/1"), metadata=metadata)
         assert unary.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        assert "hpcgate.v1.ComputeService/SubmitJob" in (unary.value.details() or "")
+        assert "hpcgate.v1.TasksService/GetTask" in (unary.value.details() or "")
         with pytest.raises(grpc.aio.AioRpcError) as stream:
             async for _ in stub.WatchJobs(compute_pb2.WatchJobsRequest(), metadata=metadata):
                 pass

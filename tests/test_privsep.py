@@ -248,8 +248,10 @@ async def test_command_cwd_is_resolved_as_the_user(
         await ps.spawn(alice, ["pwd"], cwd=bob.home)
     with pytest.raises(FileNotFoundError):
         await ps.spawn(alice, ["pwd"], cwd="/nonexistent-hpcgate-dir")
-    with pytest.raises(FileNotFoundError):
-        await ps.spawn(alice, ["hpcgate-no-such-command"])
+    # In multi-user mode setpriv execs the command, so a missing one is exit 127 (as in a
+    # shell) rather than an exception in the server.
+    missing = await ps.run(alice, ["hpcgate-no-such-command"])
+    assert missing.returncode == 127 and b"hpcgate-no-such-command" in missing.stderr
 
 
 async def test_timeout_kills_the_process_group(

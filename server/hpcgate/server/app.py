@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from hpcgate.server.api.account import AccountServicer
 from hpcgate.server.api.auth import AuthServicer
+from hpcgate.server.api.compute import ComputeServicer
 from hpcgate.server.api.interceptors import ObservingInterceptor
 from hpcgate.server.api.status import StatusServicer
 from hpcgate.server.api.unimplemented import unimplemented_servicer
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 
 # (generated module, servicer base, registration function) of services not built yet.
 _NOT_YET_IMPLEMENTED = [
-    (compute_pb2, "ComputeService", compute_pb2_grpc),
     (utilities_pb2, "UtilitiesService", utilities_pb2_grpc),
     (storage_pb2, "StorageService", storage_pb2_grpc),
     (tasks_pb2, "TasksService", tasks_pb2_grpc),
@@ -61,6 +61,7 @@ def service_names() -> list[str]:
         status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name,
         auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
         account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+        compute_pb2.DESCRIPTOR.services_by_name["ComputeService"].full_name,
     ]
     names += [m.DESCRIPTOR.services_by_name[s].full_name for m, s, _ in _NOT_YET_IMPLEMENTED]
     return names
@@ -103,6 +104,9 @@ class Gateway:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(self.tokens), self.server)
         account_pb2_grpc.add_AccountServiceServicer_to_server(
             AccountServicer(config, self.adapters), self.server
+        )
+        compute_pb2_grpc.add_ComputeServiceServicer_to_server(
+            ComputeServicer(config, self.adapters, self.store, self.privsep), self.server
         )
         for module, name, grpc_module in _NOT_YET_IMPLEMENTED:
             base = getattr(grpc_module, f"{name}Servicer")

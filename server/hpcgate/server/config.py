@@ -67,6 +67,18 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    # Largest inline batch script accepted by SubmitJob, bytes.
+    max_script_bytes: int = 1024 * 1024
+    # Whether callers may read (never cancel) other users' jobs.
+    show_other_users_jobs: bool = False
+    # ListJobs without a submit-time window covers this many seconds back.
+    default_list_window: float = 86400.0
+    # Seconds sbatch/scancel may take before the RPC fails with UNAVAILABLE.
+    submit_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class ClientPolicy:
     """Site bounds on registered clients (NERSC-style security levels)."""
 
@@ -137,6 +149,7 @@ class Config:
     status: StatusConfig = field(default_factory=StatusConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     systems: tuple[SystemConfig, ...] = ()
     source: Path | None = None
 
@@ -427,12 +440,27 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         )
         s.finish()
     auth = _auth(root.table("auth"))
+    compute = ComputeConfig()
+    if (s := root.table("compute")) is not None:
+        compute = ComputeConfig(
+            max_script_bytes=s.integer("max_script_bytes", compute.max_script_bytes, 64),
+            show_other_users_jobs=s.flag("show_other_users_jobs", False),
+            default_list_window=s.seconds("default_list_window", compute.default_list_window),
+            submit_timeout=s.seconds("submit_timeout", compute.submit_timeout),
+        )
+        s.finish()
     systems = tuple(_system(s) for s in root.tables("systems")) or default_systems()
     if len({s.id for s in systems}) != len(systems):
         raise ConfigError("systems: ids must be unique")
     root.finish()
     return Config(
-        server=server, status=status, limits=limits, auth=auth, systems=systems, source=source
+        server=server,
+        status=status,
+        limits=limits,
+        auth=auth,
+        compute=compute,
+        systems=systems,
+        source=source,
     )
 
 

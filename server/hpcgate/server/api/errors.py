@@ -7,12 +7,15 @@ id that is also in the server log, never a traceback.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from hpcgate.server import privsep
 
 
 class ApiError(Exception):
@@ -83,3 +86,27 @@ def unavailable(message: str, retry_after_seconds: int = 5) -> ApiError:
 
 
 assert grpc.StatusCode.INVALID_ARGUMENT.value[0] == code_pb2.INVALID_ARGUMENT
+
+
+def from_privsep(error: Exception, what: str) -> ApiError:
+    """Canonical status for a failure of per-user work (see hpcgate.server.privsep)."""
+    if isinstance(error, privsep.UnknownUser):
+        return ApiError(grpc.StatusCode.PERMISSION_DENIED, f"{what}: {error}")
+    if isinstance(error, privsep.ForbiddenUser):
+        return ApiError(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"{what}: {error}; the gateway does no per-user work as root or system accounts",
+        )
+    if isinstance(error, TimeoutError):
+        return ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{what}: timed out")
+    return unavailable(f"{what}: {error}")
+
+
+def from_os_error(error: OSError, what: str) -> ApiError:
+    """Canonical status for an OSError raised while acting as the caller."""
+    reason = error.strerror or str(error)
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return ApiError(grpc.StatusCode.PERMISSION_DENIED, f"{what}: {reason}")
+    if error.errno in (errno.ENOENT, errno.ENOTDIR):
+        return ApiError(grpc.StatusCode.NOT_FOUND, f"{what}: {reason}")
+    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"{what}: {reason}")

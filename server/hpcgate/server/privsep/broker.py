@@ -1,10 +1,13 @@
 """The server's side of privilege separation: per-user workers and commands run as the user.
 
 Run as root (multi-user mode), the server's only use of root here is to start children
-that become the user: `asyncio.create_subprocess_exec(user=, group=, extra_groups=)` makes
-setgroups, setgid and setuid happen in the child between fork and exec, so nothing in the
-child ever runs with root's credentials. Run as anyone else (single-user mode), the server
-acts only as itself and refuses every other identity.
+that become the user: each child execs util-linux `setpriv --reuid --regid --groups`,
+which sets groups, gid and uid before it execs the real program, so nothing the user
+controls ever runs with root's credentials. (Not subprocess's user=/group= arguments:
+those force a real fork() of this multi-threaded gRPC process, whose fork handlers crash
+the child; without them Python starts children with vfork, which runs no handlers.)
+Run as anyone else (single-user mode), the server acts only as itself and refuses every
+other identity.
 
 A `UserWorker` is one long-lived worker process per identity (see `worker.py` for the
 protocol). Requests are multiplexed by id over one Unix socket; descriptors the worker
@@ -26,6 +29,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -464,6 +468,17 @@ class UserWorker:
         return _single(fds)
 
 
+def _feed(fd: int, data: bytes) -> None:
+    """Write `data` to a pipe and close it (in a thread: the reader may be slow)."""
+    try:
+        with contextlib.suppress(BrokenPipeError):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def _single(fds: list[int]) -> int:
     if len(fds) != 1:
         _close_all(fds)
@@ -588,22 +603,28 @@ class PrivilegeSeparation:
             "LANG": "C.UTF-8",
         }
 
-    def _drop(self, identity: UserIdentity) -> tuple[int | None, int | None, list[int] | None]:
-        """user, group, extra_groups for subprocess: set in multi-user mode only."""
+    def _drop(self, identity: UserIdentity) -> list[str]:
+        """The argv prefix that becomes the user before exec (multi-user mode only)."""
         if self.mode == "single-user":
-            return None, None, None
-        return identity.uid, identity.gid, list(identity.groups)
+            return []
+        setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
+        if setpriv is None:
+            raise WorkerUnavailable("setpriv (util-linux) is needed to run work as users")
+        groups = ",".join(str(g) for g in identity.groups) or str(identity.gid)
+        return [setpriv, f"--reuid={identity.uid}", f"--regid={identity.gid}",
+                f"--groups={groups}", "--"]  # fmt: skip
 
     async def _start(self, identity: UserIdentity) -> _Connection:
         if self._closed:
             raise WorkerUnavailable("privilege separation is closed")
         self.authorize(identity)
         started = time.monotonic()
-        user, group, groups = self._drop(identity)
+        drop = self._drop(identity)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             try:
                 proc = await asyncio.create_subprocess_exec(
+                    *drop,
                     self.worker_python,
                     "-I",
                     "-S",
@@ -618,9 +639,6 @@ class PrivilegeSeparation:
                     env=self.user_env(identity),
                     start_new_session=True,
                     umask=self.umask,
-                    user=user,
-                    group=group,
-                    extra_groups=groups,
                 )
             finally:
                 child.close()
@@ -705,11 +723,11 @@ class PrivilegeSeparation:
             if cwd is not None:
                 raise
             directory = None
-        user, group, groups = self._drop(identity)
+        drop = self._drop(identity)
         try:
             return await asyncio.create_subprocess_exec(
-                argv[0],
-                *argv[1:],
+                *drop,
+                *argv,
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
@@ -719,9 +737,6 @@ class PrivilegeSeparation:
                 env={**self.user_env(identity), **(env or {})},
                 start_new_session=True,
                 umask=self.umask,
-                user=user,
-                group=group,
-                extra_groups=groups,
             )
         finally:
             if directory is not None:
@@ -738,11 +753,29 @@ class PrivilegeSeparation:
         time_limit: float = 60.0,
     ) -> CommandOutput:
         """`spawn` and collect the output; past `time_limit` seconds, kills the command's process
-        group (as the user) and raises CommandTimeout."""
-        stdin = asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL
-        proc = await self.spawn(identity, argv, cwd=cwd, env=env, stdin=stdin)
+        group (as the user) and raises CommandTimeout.
+
+        `input` goes through a pipe the user owns, so the command may also open it by name
+        (/dev/stdin), as `sbatch /dev/stdin ARGS` does."""
+        feeder: asyncio.Future[None] | None = None
+        if input is None:
+            proc = await self.spawn(identity, argv, cwd=cwd, env=env)
+        else:
+            read_end, write_end = os.pipe()
+            try:
+                if self.mode == "multi-user":
+                    os.fchown(read_end, identity.uid, identity.gid)
+                proc = await self.spawn(identity, argv, cwd=cwd, env=env, stdin=read_end)
+            except BaseException:
+                os.close(write_end)
+                raise
+            finally:
+                os.close(read_end)
+            feeder = asyncio.ensure_future(asyncio.to_thread(_feed, write_end, input))
         try:
-            out, err = await asyncio.wait_for(proc.communicate(input), time_limit)
+            out, err = await asyncio.wait_for(proc.communicate(), time_limit)
+            if feeder is not None:
+                await feeder
         except BaseException as exc:
             await self.kill_group(identity, proc)
             if isinstance(exc, TimeoutError):

@@ -7,7 +7,7 @@ line tools or in-process pyslurm) is a configuration detail.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -61,6 +61,20 @@ class NodeInfo:
     partitions: tuple[str, ...]
     reason: str = ""
     gres: str = ""
+    # Details for ComputeService.ListNodes; defaults where a Slurm version does not say.
+    alloc_memory_mb: int = 0
+    free_memory_mb: int = 0  # as the node's OS reports it; 0 = not reported
+    cpu_load: float | None = None  # one-minute load average
+    gres_used: str = ""
+    features: tuple[str, ...] = ()
+    active_features: tuple[str, ...] = ()
+    sockets: int = 0
+    cores_per_socket: int = 0
+    threads_per_core: int = 0
+    architecture: str = ""
+    boot_time: datetime | None = None
+    reason_time: datetime | None = None
+    reason_user: str = ""
 
     @property
     def available(self) -> bool:
@@ -77,6 +91,183 @@ class PartitionInfo:
     is_default: bool = False
     max_time: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+
+# --- Jobs (squeue, sacct) and reservations ---
+
+# Base job states after which a job does not change any more (unless requeued).
+JOB_FINISHED_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "OUT_OF_MEMORY",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "REVOKED",
+    }
+)
+
+
+@dataclass(frozen=True)
+class JobStepRecord:
+    """One step of a job, from accounting: `batch`, `extern`, `interactive`, `0`, `1`, ..."""
+
+    step_id: str
+    name: str = ""
+    state: str = ""  # base state word, upper case, as JobRecord.state
+    raw_state: str = ""
+    exit_code: int = 0
+    signal: int = 0
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    elapsed_seconds: int | None = None
+    node_count: int = 0
+    node_list: str = ""
+    ntasks: int = 0
+    allocated_tres: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as the queue (squeue), accounting (sacct) or both (`merge_job`) describe it.
+
+    `job_id` is Slurm's own id of this record in decimal (an array task's own id). Times
+    are aware datetimes, None when unset; durations are seconds, None when unknown or
+    unlimited. Memory is in MiB; TRES maps use Slurm's TRES names (`mem` in MiB).
+    `state` is one upper-case word: a base state (PENDING, RUNNING, COMPLETED, FAILED,
+    CANCELLED, TIMEOUT, OUT_OF_MEMORY, ...) or COMPLETING, CONFIGURING, REQUEUED, the
+    way `squeue -o %T` summarises a job; `raw_state` keeps Slurm's words.
+    """
+
+    job_id: str
+    source: str = "queue"  # "queue", "accounting" or "merged"
+    array_job_id: int = 0
+    array_task_id: int | None = None
+    array_task_spec: str = ""  # pending array record: the tasks it stands for, e.g. 0-9%2
+    job_name: str = ""
+    user: str = ""
+    uid: int | None = None
+    account: str = ""
+    partition: str = ""
+    qos: str = ""
+    state: str = "UNKNOWN"
+    raw_state: str = ""
+    state_flags: tuple[str, ...] = ()
+    reason: str = ""  # "" for Slurm's `None`
+    exit_code: int = 0
+    signal: int = 0
+    submit_time: datetime | None = None
+    eligible_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    estimated_start_time: datetime | None = None
+    elapsed_seconds: int | None = None
+    time_limit_seconds: int | None = None
+    node_count: int = 0
+    node_list: str = ""
+    cpus: int = 0
+    ntasks: int = 0
+    cpus_per_task: int = 0
+    memory_per_node_mib: int = 0
+    memory_per_cpu_mib: int = 0
+    requested_tres: dict[str, int] = field(default_factory=dict)
+    allocated_tres: dict[str, int] = field(default_factory=dict)
+    gres: str = ""
+    working_directory: str = ""
+    stdout_path: str = ""
+    stderr_path: str = ""
+    dependency: str = ""
+    reservation: str = ""
+    constraints: str = ""
+    priority: int = 0
+    batch_host: str = ""
+    restart_count: int = 0
+    comment: str = ""
+    steps: tuple[JobStepRecord, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        return self.state in JOB_FINISHED_STATES
+
+
+# Fields accounting knows exactly once it has recorded the job's end.
+_ENDED_FIELDS = ("end_time", "elapsed_seconds")
+# Live fields: the queue's value stands even when empty (accounting's may be stale).
+_LIVE_FIELDS = frozenset(
+    {
+        "job_id",
+        "source",
+        "steps",
+        "state",
+        "raw_state",
+        "state_flags",
+        "reason",
+        "estimated_start_time",
+        "start_time",
+        "end_time",
+        "elapsed_seconds",
+        "exit_code",
+        "signal",
+        "priority",
+        "restart_count",
+    }
+)
+
+
+def merge_job(queue: JobRecord | None, accounting: JobRecord | None) -> JobRecord:
+    """One record from the queue's and accounting's views of the same job.
+
+    The queue is the controller's live state, so it wins for state, reason, times and
+    the request; accounting adds the steps, fills what the queue leaves empty (e.g. the
+    allocated TRES), and supplies the exit status, end time and elapsed time once it has
+    recorded the job's end. With only one of the two, that one is returned.
+    """
+    if queue is None:
+        if accounting is None:
+            raise ValueError("merge_job needs at least one record")
+        return accounting
+    if accounting is None:
+        return queue
+    changes: dict[str, object] = {"source": "merged", "steps": accounting.steps or queue.steps}
+    for f in fields(JobRecord):
+        if f.name in _LIVE_FIELDS:
+            continue
+        mine, theirs = getattr(queue, f.name), getattr(accounting, f.name)
+        if mine in (None, "", 0, (), {}) and theirs not in (None, "", 0, (), {}):
+            changes[f.name] = theirs
+    if queue.finished and accounting.finished:
+        for name in _ENDED_FIELDS:
+            value = getattr(accounting, name)
+            if value is not None:
+                changes[name] = value
+        if (queue.exit_code, queue.signal) == (0, 0):
+            changes["exit_code"], changes["signal"] = accounting.exit_code, accounting.signal
+    return replace(queue, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ReservationRecord:
+    """An advance reservation as `scontrol show reservation` describes it."""
+
+    name: str
+    state: str  # ACTIVE or INACTIVE
+    start_time: datetime | None
+    end_time: datetime | None
+    duration_seconds: int | None = None
+    node_list: str = ""
+    node_count: int = 0
+    core_count: int = 0
+    users: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    partition: str = ""
+    flags: tuple[str, ...] = ()
+    features: str = ""
+    tres: dict[str, int] = field(default_factory=dict)
 
 
 # --- Accounting (slurmdbd): associations, accounts, fair share, usage ---
@@ -210,5 +401,40 @@ class SlurmAdapter(Protocol):
 
         Accounts without usage in the period have no records. Raises SlurmUnavailable
         when slurmdbd does not answer.
+        """
+        ...
+
+    async def queue_jobs(
+        self, job_ids: Sequence[str] = (), users: Sequence[str] = ()
+    ) -> list[JobRecord]:
+        """Jobs the controller holds (pending, running, and ended within MinJobAge), one
+        query, optionally only the given job ids (`123`, `123_4`) or users.
+
+        Unknown job ids are left out (never an error). Raises SlurmUnavailable when the
+        controller does not answer.
+        """
+        ...
+
+    async def accounting_jobs(
+        self,
+        job_ids: Sequence[str] = (),
+        users: Sequence[str] = (),
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        steps: bool = True,
+    ) -> list[JobRecord]:
+        """Jobs from accounting (one query), with their steps unless `steps` is False.
+
+        With `job_ids` and no `start`, jobs of any age; otherwise jobs eligible or running
+        between `start` (default: midnight today, Slurm's default) and `end` (default:
+        now), aware datetimes; an empty window gives [] without a query. All users
+        unless `users` is given. Raises SlurmUnavailable when slurmdbd does not answer.
+        """
+        ...
+
+    async def reservations(self) -> list[ReservationRecord]:
+        """All advance reservations (one query). Raises SlurmUnavailable when the
+        controller does not answer.
         """
         ...

@@ -6,15 +6,17 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from hpcgate.server.config import SlurmConfig
 from hpcgate.server.slurm.adapter import (
     AccountInfo,
     ControllerPing,
     FairShareInfo,
+    JobRecord,
     NodeInfo,
     PartitionInfo,
+    ReservationRecord,
     SlurmError,
     SlurmUnavailable,
     UsageRecord,
@@ -23,15 +25,21 @@ from hpcgate.server.slurm.adapter import (
 from hpcgate.server.slurm.commands import SlurmCommands
 from hpcgate.server.slurm.parsing import (
     ACCOUNT_FIELDS,
+    SACCT_DELIMITER,
+    SACCT_FIELDS,
     SHARE_FIELDS,
     USAGE_FIELDS,
     USER_ASSOC_FIELDS,
+    job_matches,
     parse_accounts,
     parse_cluster_name,
     parse_fair_share,
     parse_nodes_json,
     parse_partitions,
     parse_ping,
+    parse_reservations,
+    parse_sacct,
+    parse_squeue_json,
     parse_usage,
     parse_user_associations,
     parse_user_default_account,
@@ -39,6 +47,22 @@ from hpcgate.server.slurm.parsing import (
 
 # TRES whose usage sreport is asked for (a TRES the site does not track is left out).
 USAGE_TRES = ("cpu", "gres/gpu")
+# What squeue/sacct say for a job id or user they do not know: an empty answer for us.
+_UNKNOWN_SELECTION = ("invalid job id", "invalid user")
+# sacct's earliest start for lookups by job id: Epoch 0 in any time zone.
+_EPOCH = "1970-01-02T00:00:00"
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+
+def _selected(
+    jobs: list[JobRecord], job_ids: Sequence[str], users: Sequence[str]
+) -> list[JobRecord]:
+    return [
+        j
+        for j in jobs
+        if (not job_ids or any(job_matches(j, wanted) for wanted in job_ids))
+        and (not users or j.user in users)
+    ]
 
 
 class CommandLineAdapter:
@@ -169,3 +193,73 @@ class CommandLineAdapter:
             "format=" + ",".join(USAGE_FIELDS),
         )
         return parse_usage(result.stdout)
+
+    # --- Jobs and reservations ---
+
+    async def _selection(self, tool: str, *args: str) -> str | None:
+        """Run a squeue/sacct query; None when it names a job or user Slurm does not know."""
+        try:
+            result = await self.commands.run(tool, *args)
+        except SlurmError as e:
+            if any(phrase in str(e).lower() for phrase in _UNKNOWN_SELECTION):
+                return None
+            raise
+        return result.stdout
+
+    async def queue_jobs(
+        self, job_ids: Sequence[str] = (), users: Sequence[str] = ()
+    ) -> list[JobRecord]:
+        # Slurm 22.05's `squeue --json` ignores every filter option and also lists jobs
+        # that ended within MinJobAge; later releases apply the filters (hence
+        # --states=all). Filters are passed and applied here as well, for both.
+        args = [*self._cluster_args, "--json", "--states=all"]
+        if job_ids:
+            args.append("--jobs=" + ",".join(job_ids))
+        if users:
+            args.append("--users=" + ",".join(users))
+        output = await self._selection("squeue", *args)
+        if output is None:
+            return []
+        return _selected(parse_squeue_json(output), job_ids, users)
+
+    async def accounting_jobs(
+        self,
+        job_ids: Sequence[str] = (),
+        users: Sequence[str] = (),
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        steps: bool = True,
+    ) -> list[JobRecord]:
+        # Text, not `sacct --json`: 22.05's JSON reports exit code 0 for failed jobs
+        # and a reservation name of 0; `-P` output is the same in every release.
+        if start is not None and start >= (end or datetime.now(UTC)):
+            return []  # an empty window (sacct refuses a start after its end)
+        args = [
+            *self._cluster_args,
+            "--noheader",
+            "--parsable2",
+            f"--delimiter={SACCT_DELIMITER}",
+            "--format=" + ",".join(SACCT_FIELDS),
+        ]
+        if not steps:
+            args.append("--allocations")
+        if job_ids:
+            args.append("--jobs=" + ",".join(job_ids))
+        args.append("--user=" + ",".join(users) if users else "--allusers")
+        if start is not None:
+            args.append("--starttime=" + start.astimezone().strftime(_TIME_FORMAT))
+        elif job_ids:
+            args.append("--starttime=" + _EPOCH)  # Slurm's default with -j, made explicit
+        if end is not None:
+            args.append("--endtime=" + end.astimezone().strftime(_TIME_FORMAT))
+        output = await self._selection("sacct", *args)
+        if output is None:
+            return []
+        return _selected(parse_sacct(output), job_ids, users)
+
+    async def reservations(self) -> list[ReservationRecord]:
+        result = await self.commands.run(
+            "scontrol", *self._cluster_args, "--oneliner", "show", "reservation"
+        )
+        return parse_reservations(result.stdout)

@@ -58,6 +58,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (client_id, jti)
     );
     """,
+    """
+    CREATE TABLE job_requests (
+        user TEXT NOT NULL,
+        system TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        job_id TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (user, system, request_id)
+    );
+    """,
 )
 
 

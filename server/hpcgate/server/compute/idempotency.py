@@ -1,0 +1,71 @@
+"""Durable request ids for SubmitJob: a retry returns the first job and submits nothing.
+
+A row is written *before* sbatch runs (job_id NULL) and completed after, and the job
+carries the request id in its Slurm comment. If the server dies between sbatch and the
+update, the retry finds the job by that comment instead of submitting a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from hpcgate.server.state.store import StateStore
+
+COMMENT_PREFIX = "hpcgate-request:"
+
+
+def request_fingerprint(serialized_request: bytes) -> str:
+    return hashlib.sha256(serialized_request).hexdigest()
+
+
+def job_comment(user: str, request_id: str) -> str:
+    """The Slurm comment that ties a job to its request (unique per user)."""
+    return f"{COMMENT_PREFIX}{hashlib.sha256(f'{user}/{request_id}'.encode()).hexdigest()[:32]}"
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    request_hash: str
+    job_id: str | None  # None: sbatch was started but its result was never recorded
+
+
+class JobRequests:
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def get(self, user: str, system: str, request_id: str) -> RequestRecord | None:
+        with self.store.connect() as db:
+            row = db.execute(
+                "SELECT request_hash, job_id FROM job_requests "
+                "WHERE user = ? AND system = ? AND request_id = ?",
+                (user, system, request_id),
+            ).fetchone()
+        return RequestRecord(row[0], row[1]) if row else None
+
+    def begin(self, user: str, system: str, request_id: str, request_hash: str) -> bool:
+        """Record that a submission starts; False if the request id already has a row."""
+        with self.store.connect() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO job_requests VALUES (?, ?, ?, ?, NULL, ?)",
+                (user, system, request_id, request_hash, time.time()),
+            )
+        return cursor.rowcount == 1
+
+    def finish(self, user: str, system: str, request_id: str, job_id: str) -> None:
+        with self.store.connect() as db:
+            db.execute(
+                "UPDATE job_requests SET job_id = ? "
+                "WHERE user = ? AND system = ? AND request_id = ?",
+                (job_id, user, system, request_id),
+            )
+
+    def abandon(self, user: str, system: str, request_id: str) -> None:
+        """Forget a submission Slurm refused, so the client may retry it."""
+        with self.store.connect() as db:
+            db.execute(
+                "DELETE FROM job_requests WHERE user = ? AND system = ? AND request_id = ? "
+                "AND job_id IS NULL",
+                (user, system, request_id),
+            )

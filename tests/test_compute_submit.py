@@ -1,0 +1,131 @@
+"""SubmitJob's validation and sbatch command line, without Slurm."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpcgate.server.api.errors import FieldViolations
+from hpcgate.server.compute.submit import build_submission, parse_time_limit
+from hpcgate.server.slurm import PartitionInfo
+from hpcgate.v1 import compute_pb2
+
+PARTS = [
+    PartitionInfo("debug", "UP", "vm", 1, 8, is_default=True),
+    PartitionInfo("long", "UP", "vm", 1, 8),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [
+        ("30", 30),
+        ("30:30", 31),
+        ("01:00:00", 60),
+        ("2-0", 2880),
+        ("1-01:30", 1530),
+        ("1-00:00:01", 1441),
+        ("UNLIMITED", None),
+    ],
+)
+def test_time_limit_forms(text: str, minutes: int | None) -> None:
+    assert parse_time_limit(text) == minutes
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1:2:3:4", "-5", "1-", "0", "00:00"])
+def test_bad_time_limits(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_time_limit(text)
+
+
+def build(request: compute_pb2.SubmitJobRequest, parts: list[PartitionInfo] = PARTS):
+    errors = FieldViolations()
+    sub = build_submission(request, parts, 1024, errors)
+    return sub, {f for f, _ in errors.violations}
+
+
+def test_structured_options_come_after_extras_so_they_win() -> None:
+    request = compute_pb2.SubmitJobRequest(
+        script="#!/bin/bash\necho hi\n",
+        options=compute_pb2.JobOptions(
+            job_name="j",
+            partition="long",
+            nodes=2,
+            ntasks=4,
+            cpus_per_task=2,
+            memory_per_cpu_mib=500,
+            time_limit="1-00:00",
+            array="0-3%2",
+            dependency="afterok:12:13",
+            extra_arguments=["--partition=debug", "--mail-type=END"],
+            environment={"FOO": "bar"},
+        ),
+    )
+    sub, bad = build(request)
+    assert not bad
+    argv = sub.argv("c")
+    assert argv[:3] == ["sbatch", "--parsable", "--comment=c"]
+    assert argv.index("--partition=debug") < argv.index("--partition=long")
+    assert {
+        "--nodes=2",
+        "--ntasks=4",
+        "--cpus-per-task=2",
+        "--mem-per-cpu=500M",
+        "--time=1440",
+        "--array=0-3%2",
+        "--dependency=afterok:12:13",
+        "--export=ALL",
+    } <= set(argv)
+    assert argv[-1] == "--export=ALL" and sub.environment == {"FOO": "bar"}  # script on stdin
+    sub.script_arguments = ["a b"]
+    assert sub.argv(None)[-2:] == ["/dev/stdin", "a b"]
+
+
+def test_every_bad_field_is_reported_at_once() -> None:
+    request = compute_pb2.SubmitJobRequest(
+        script="echo no shebang",
+        options=compute_pb2.JobOptions(
+            job_name="two words",
+            partition="nope",
+            memory_per_cpu_mib=0,
+            time_limit="soon",
+            gpus="many",
+            array="x",
+            dependency="after everything",
+            working_directory="rel",
+            extra_arguments=["--uid=0", "-p", "--mem=5G"],
+            environment={"SLURM_X": "1"},
+        ),
+    )
+    _, bad = build(request)
+    assert bad == {
+        "script",
+        "options.job_name",
+        "options.partition",
+        "options.memory_per_cpu_mib",
+        "options.time_limit",
+        "options.gpus",
+        "options.array",
+        "options.dependency",
+        "options.working_directory",
+        "options.extra_arguments[0]",
+        "options.extra_arguments[1]",
+        "options.extra_arguments[2]",
+        "options.environment[SLURM_X]",
+    }
+
+
+def test_script_size_and_missing_default_partition() -> None:
+    big = compute_pb2.SubmitJobRequest(script="#!/bin/sh\n" + "x" * 2000)
+    assert build(big)[1] == {"script"}
+    no_default = [PartitionInfo("a", "UP", "", 0, 0), PartitionInfo("b", "UP", "", 0, 0)]
+    _, bad = build(compute_pb2.SubmitJobRequest(script="#!/bin/sh\n"), no_default)
+    assert bad == {"options.partition"}
+    assert build(compute_pb2.SubmitJobRequest())[1] == {"script"}
+
+
+def test_script_path_and_arguments() -> None:
+    sub, bad = build(
+        compute_pb2.SubmitJobRequest(script_path="/home/a/run.sh", script_arguments=["--in", "x y"])
+    )
+    assert not bad and sub.argv(None)[-3:] == ["/home/a/run.sh", "--in", "x y"]
+    assert build(compute_pb2.SubmitJobRequest(script_path="run.sh"))[1] == {"script_path"}
