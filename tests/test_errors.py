@@ -11,12 +11,12 @@ import pytest
 from conftest import GatewayFactory, bearer
 from hpcgate.server.api.interceptors import ObservingInterceptor
 from hpcgate.v1 import (
-    compute_pb2,
-    compute_pb2_grpc,
     status_pb2,
     status_pb2_grpc,
     tasks_pb2,
     tasks_pb2_grpc,
+    utilities_pb2,
+    utilities_pb2_grpc,
 )
 
 
@@ -25,15 +25,18 @@ async def test_rpcs_of_later_releases_are_clearly_unimplemented(
 ) -> None:
     gateway = await gateway_factory(wait_ready=False)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as ch:
-        stub = compute_pb2_grpc.ComputeServiceStub(ch)
         metadata = bearer(gateway, "alice", ("read", "execute"))
         tasks = tasks_pb2_grpc.TasksServiceStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as unary:
             await tasks.GetTask(tasks_pb2.GetTaskRequest(name="tasks/1"), metadata=metadata)
         assert unary.value.code() == grpc.StatusCode.UNIMPLEMENTED
         assert "hpcgate.v1.TasksService/GetTask" in (unary.value.details() or "")
+        files = utilities_pb2_grpc.UtilitiesServiceStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as stream:
-            async for _ in stub.WatchJobs(compute_pb2.WatchJobsRequest(), metadata=metadata):
+            async for _ in files.Download(
+                utilities_pb2.DownloadRequest(system="local", path="/etc/hostname"),
+                metadata=metadata,
+            ):
                 pass
         assert stream.value.code() == grpc.StatusCode.UNIMPLEMENTED
 

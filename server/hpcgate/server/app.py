@@ -23,6 +23,7 @@ from hpcgate.server.auth.keys import ServerKeys
 from hpcgate.server.auth.registry import ClientRegistry
 from hpcgate.server.auth.tokens import TokenService
 from hpcgate.server.config import Config
+from hpcgate.server.events.hub import JobHub
 from hpcgate.server.privsep import PrivilegeSeparation
 from hpcgate.server.slurm.factory import make_adapter
 from hpcgate.server.state.store import StateStore
@@ -87,6 +88,8 @@ class Gateway:
         self.authenticator = Authenticator(self.tokens, self.privsep.served_user)
         self.health = HealthServicer()
         self.draining = asyncio.Event()
+        # One shared job poller per system (events/hub.py).
+        self.hubs = {s.id: JobHub(s.id, self.adapters[s.id], config.watch) for s in config.systems}
         self.port = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.server = grpc.aio.server(
@@ -106,7 +109,10 @@ class Gateway:
             AccountServicer(config, self.adapters), self.server
         )
         compute_pb2_grpc.add_ComputeServiceServicer_to_server(
-            ComputeServicer(config, self.adapters, self.store, self.privsep), self.server
+            ComputeServicer(
+                config, self.adapters, self.store, self.privsep, self.hubs, self.draining
+            ),
+            self.server,
         )
         for module, name, grpc_module in _NOT_YET_IMPLEMENTED:
             base = getattr(grpc_module, f"{name}Servicer")
@@ -156,6 +162,8 @@ class Gateway:
                 system, self.adapters[system.id], self.store, self.config.status, self.hub.publish
             )
             self._tasks.append(asyncio.create_task(prober.run(), name=f"prober-{system.id}"))
+        for system_id, hub in self.hubs.items():
+            self._tasks.append(asyncio.create_task(hub.run(), name=f"jobs-{system_id}"))
         self._tasks.append(asyncio.create_task(self._serve_when_probed(), name="readiness"))
         host = self.config.server.listen.rsplit(":", 1)[0]
         log.info(

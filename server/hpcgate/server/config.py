@@ -67,6 +67,22 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class WatchConfig:
+    # Seconds between queue polls while jobs change or someone watches...
+    poll_floor: float = 1.0
+    # ...growing (doubling) to this when idle.
+    poll_ceiling: float = 10.0
+    # Job events kept for clients that resume by revision.
+    history_size: int = 10000
+    # Events buffered per WatchJobs stream before a slow consumer is cut off.
+    stream_queue_size: int = 1000
+    # Default seconds between heartbeats on a quiet WatchJobs stream.
+    heartbeat_interval: float = 15.0
+    # Seconds a finished job stays in the hub after it left the queue.
+    retention: float = 3600.0
+
+
+@dataclass(frozen=True)
 class ComputeConfig:
     # Largest inline batch script accepted by SubmitJob, bytes.
     max_script_bytes: int = 1024 * 1024
@@ -150,6 +166,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
     systems: tuple[SystemConfig, ...] = ()
     source: Path | None = None
 
@@ -440,6 +457,19 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         )
         s.finish()
     auth = _auth(root.table("auth"))
+    watch = WatchConfig()
+    if (s := root.table("watch")) is not None:
+        watch = WatchConfig(
+            poll_floor=s.seconds("poll_floor", watch.poll_floor, minimum=0.1),
+            poll_ceiling=s.seconds("poll_ceiling", watch.poll_ceiling, minimum=0.1),
+            history_size=s.integer("history_size", watch.history_size, 100),
+            stream_queue_size=s.integer("stream_queue_size", watch.stream_queue_size, 10),
+            heartbeat_interval=s.seconds("heartbeat_interval", watch.heartbeat_interval),
+            retention=s.seconds("retention", watch.retention),
+        )
+        s.finish()
+        if watch.poll_ceiling < watch.poll_floor:
+            raise ConfigError("watch.poll_ceiling must not be below watch.poll_floor")
     compute = ComputeConfig()
     if (s := root.table("compute")) is not None:
         compute = ComputeConfig(
@@ -459,6 +489,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         limits=limits,
         auth=auth,
         compute=compute,
+        watch=watch,
         systems=systems,
         source=source,
     )

@@ -2,8 +2,8 @@
 
 Jobs are submitted and cancelled by running sbatch/scancel as the caller (through the
 privilege-separation component), so Slurm itself sees the real user and output files
-belong to them. Reads merge the live queue with accounting. WatchJobs and ReadJobOutput
-arrive with the watch hub.
+belong to them. Reads merge the queue as the system's watch hub last saw it (one shared
+poller, see events/hub.py) with accounting; the streams are in job_streams.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from hpcgate.server.api.errors import (
     not_found,
     unavailable,
 )
+from hpcgate.server.api.job_streams import read_job_output, watch_jobs
 from hpcgate.server.api.pagination import check_page_request, paginate
 from hpcgate.server.api.resources import system_id_from_name
 from hpcgate.server.auth.caller import Caller, current_caller
@@ -36,6 +37,7 @@ from hpcgate.server.compute.idempotency import JobRequests, job_comment, request
 from hpcgate.server.compute.jobs import JobReader
 from hpcgate.server.compute.submit import Submission, build_submission
 from hpcgate.server.config import Config, SystemConfig
+from hpcgate.server.events.hub import JobHub
 from hpcgate.server.slurm import SlurmAdapter, SlurmError, SlurmUnavailable
 from hpcgate.server.slurm.adapter import JobRecord
 from hpcgate.server.state.store import StateStore
@@ -81,10 +83,14 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         adapters: dict[str, SlurmAdapter],
         store: StateStore,
         users: privsep.PrivilegeSeparation,
+        hubs: dict[str, JobHub],
+        draining: asyncio.Event,
     ) -> None:
         self.config = config
         self.adapters = adapters
-        self.readers = {sid: JobReader(a) for sid, a in adapters.items()}
+        self.hubs = hubs
+        self.draining = draining
+        self.readers = {sid: JobReader(a, hubs.get(sid)) for sid, a in adapters.items()}
         self.requests = JobRequests(store)
         self.users = users
         self._request_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
@@ -160,6 +166,9 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         else:
             job_id = await self._submit_once(caller, identity, system.id, request, submission)
         job = await self._read_job(system.id, job_id)
+        if system.id in self.hubs:  # watchers and reads see the new job at once
+            self.hubs[system.id].record(job)
+            self.hubs[system.id].poke()
         return compute_pb2.SubmitJobResponse(job=job_to_proto(job, system.id))
 
     async def _check_directory(
@@ -351,6 +360,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"Slurm refused: {result.stderr.decode(errors='replace').strip()}",
             )
+        if system_id in self.hubs:
+            self.hubs[system_id].poke()
         job = await self._read_job(system_id, job_id)
         return compute_pb2.CancelJobResponse(job=job_to_proto(job, system_id))
 
@@ -395,16 +406,74 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         page, token = paginate(items, request.page_size, request.page_token)
         return compute_pb2.ListReservationsResponse(reservations=page, next_page_token=token)
 
-    async def WatchJobs(self, request: Any, context: Any) -> Any:  # type: ignore[override]
-        raise ApiError(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "hpcgate.v1.ComputeService/WatchJobs is not implemented by this server version "
-            "yet; poll GetJob or ListJobs meanwhile",
-        )
+    async def WatchJobs(
+        self, request: compute_pb2.WatchJobsRequest, context: Any
+    ) -> AsyncIterator[compute_pb2.WatchJobsResponse]:
+        caller = current_caller()
+        errors = FieldViolations()
+        system = self._system(request.parent, "parent", errors)
+        ids = [self._job_name(n, f"names[{i}]", errors) for i, n in enumerate(request.names)]
+        if system is not None and any(sid != system.id for sid, _ in ids if sid):
+            errors.add("names", f"every job must belong to {request.parent}")
+        if request.names and request.HasField("filter"):
+            errors.add("filter", "give either names or a filter, not both")
+        if len(request.names) > 10_000:
+            errors.add("names", "at most 10000 jobs per stream")
+        f = request.filter
+        others = self.config.compute.show_other_users_jobs
+        if f.user and f.user != caller.user and not others:
+            raise ApiError(
+                grpc.StatusCode.PERMISSION_DENIED, "watching other users' jobs is not allowed"
+            )
+        heartbeat = self.config.watch.heartbeat_interval
+        if request.HasField("heartbeat_interval"):
+            heartbeat = min(max(request.heartbeat_interval.ToTimedelta().total_seconds(), 1), 300)
+        errors.raise_if_any()
+        assert system is not None
+        hub = self.hubs[system.id]
+        await hub.wait_first_poll()
+        initial = []
+        if ids:
+            wanted = {job_id for _, job_id in ids}
+            for job_id in sorted(wanted):
+                job = hub.get(job_id) or await self._read_job(system.id, job_id)
+                self._check_visible(job, caller, job_id)
+                if hub.get(job_id) is None:
+                    initial.append(job)
+            matches: Callable[[JobRecord], bool] = lambda j: j.job_id in wanted  # noqa: E731
+        else:
+            user = f.user or caller.user
+            states = set(f.states)
+            matches = lambda j: (  # noqa: E731
+                j.user == user
+                and (not states or state_to_proto(j.state) in states)
+                and (not f.partition or j.partition == f.partition)
+                and (not f.job_name or j.job_name == f.job_name)
+                and (not f.account or j.account == f.account)
+            )
+        async for message in watch_jobs(hub, matches, request, heartbeat, self.draining, initial):
+            yield message
 
-    async def ReadJobOutput(self, request: Any, context: Any) -> Any:  # type: ignore[override]
-        raise ApiError(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "hpcgate.v1.ComputeService/ReadJobOutput is not implemented by this server "
-            "version yet; read the output files with UtilitiesService once it lands",
-        )
+    async def ReadJobOutput(
+        self, request: compute_pb2.ReadJobOutputRequest, context: Any
+    ) -> AsyncIterator[compute_pb2.ReadJobOutputResponse]:
+        caller = current_caller()
+        errors = FieldViolations()
+        system_id, job_id = self._job_name(request.name, "name", errors)
+        if request.stream not in (
+            compute_pb2.JOB_OUTPUT_STREAM_UNSPECIFIED,
+            compute_pb2.JOB_OUTPUT_STREAM_STDOUT,
+            compute_pb2.JOB_OUTPUT_STREAM_STDERR,
+        ):
+            errors.add("stream", "must be STDOUT or STDERR")
+        errors.raise_if_any()
+        hub = self.hubs[system_id]
+        job = hub.get(job_id) or await self._read_job(system_id, job_id)
+        if job.user != caller.user:
+            raise ApiError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"job {job_id} belongs to another user; only its owner can read its output",
+            )
+        identity = await self._identity(caller)
+        async for message in read_job_output(self.users, identity, hub, job, request):
+            yield message

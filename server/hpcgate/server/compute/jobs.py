@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from hpcgate.server.events.hub import JobHub
 from hpcgate.server.slurm.adapter import JobRecord, SlurmAdapter, SlurmError, merge_job
 from hpcgate.server.slurm.parsing import job_matches, split_job_id
 
@@ -28,10 +29,31 @@ def _numeric_id(job: JobRecord) -> int:
 
 
 class JobReader:
-    """GetJob / ListJobs reads over one system's adapter, at most two Slurm calls each."""
+    """GetJob / ListJobs reads over one system's adapter, at most two Slurm calls each.
 
-    def __init__(self, adapter: SlurmAdapter) -> None:
+    With a hub, the queue half comes from the hub's fresh snapshot instead of squeue, so
+    reads cost slurmctld nothing however many clients make them (accounting is slurmdbd).
+    """
+
+    def __init__(self, adapter: SlurmAdapter, hub: JobHub | None = None) -> None:
         self.adapter = adapter
+        self.hub = hub
+
+    async def _queue(
+        self, job_ids: Sequence[str] = (), users: Sequence[str] = ()
+    ) -> list[JobRecord]:
+        hub = self.hub
+        if hub is None or not hub.fresh:
+            return await self.adapter.queue_jobs(job_ids=job_ids, users=users)
+        if job_ids:
+            found = [j for j in hub.jobs.values() if any(job_matches(j, i) for i in job_ids)]
+            newest = max((_numeric_id(j) for j in hub.jobs.values()), default=0)
+            if not found and any(int(i.split("_")[0]) > newest for i in job_ids):
+                # Submitted after the hub's last poll (e.g. by sbatch on a login node).
+                return await self.adapter.queue_jobs(job_ids=job_ids)
+            return found
+        wanted = set(users)
+        return hub.select(lambda j: not wanted or j.user in wanted)
 
     async def get(self, job_id: str) -> JobRecord | None:
         """The job `job_id` names (`123` or `123_4`), queue and accounting merged, or None.
@@ -43,7 +65,7 @@ class JobReader:
         Raises ValueError for a malformed id, SlurmError/SlurmUnavailable from Slurm.
         """
         split_job_id(job_id)
-        queued = await self.adapter.queue_jobs(job_ids=[job_id])
+        queued = await self._queue(job_ids=[job_id])
         queue = next((j for j in queued if job_matches(j, job_id)), None)
         if queue is not None and queue.state == "PENDING" and not queue.restart_count:
             return queue
@@ -82,7 +104,7 @@ class JobReader:
             return []
         wanted = tuple(users or ())
         queued, accounted = await asyncio.gather(
-            self.adapter.queue_jobs(users=wanted),
+            self._queue(users=wanted),
             self.adapter.accounting_jobs(users=wanted, start=start, end=end, steps=include_steps),
         )
 

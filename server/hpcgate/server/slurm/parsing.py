@@ -23,6 +23,7 @@ from hpcgate.server.slurm.adapter import (
     PartitionInfo,
     ReservationRecord,
     SlurmError,
+    SlurmUnavailable,
     UsageRecord,
     UserAssociations,
 )
@@ -710,6 +711,16 @@ def parse_squeue_json(output: str, now: datetime | None = None) -> list[JobRecor
         raise SlurmError(f"unparsable job data from squeue: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
         raise SlurmError("squeue's JSON output has no 'jobs' list")
+    errors = [e for e in data.get("errors") or [] if isinstance(e, dict)]
+    if errors:
+        # squeue --json exits 0 even when it could not load any job; 22.05 says only
+        # "Failed while looking for jobs" when the controller does not answer.
+        text = "; ".join(
+            f"{e.get('description', '')} ({e.get('error', '')})".strip() for e in errors
+        )
+        if "invalid job id" in text.lower() or "invalid user" in text.lower():
+            return []
+        raise SlurmUnavailable(f"squeue could not load jobs: {text}")
     when = now or datetime.now(UTC)
     return [_queue_job(job, when) for job in data["jobs"] if isinstance(job, dict)]
 
