@@ -72,6 +72,7 @@ test: install check-generated lint cluster
 
 bench: install cluster
 	$(PY) bench/status_bench.py
+	$(PY) bench/watch_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

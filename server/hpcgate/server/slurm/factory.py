@@ -7,6 +7,7 @@ import importlib.util
 from hpcgate.server.config import ConfigError, SystemConfig
 from hpcgate.server.slurm.adapter import SlurmAdapter
 from hpcgate.server.slurm.cli_adapter import CommandLineAdapter
+from hpcgate.server.slurm.pyslurm_adapter import PyslurmAdapter
 
 
 def make_adapter(system: SystemConfig) -> SlurmAdapter:
@@ -18,7 +19,7 @@ def make_adapter(system: SystemConfig) -> SlurmAdapter:
             f"systems.{system.id}.slurm.adapter = 'pyslurm' needs the pyslurm package: "
             "pip install 'hpcgate[pyslurm]' (it must match your Slurm release), or use 'cli'"
         )
-    raise ConfigError(
-        f"systems.{system.id}.slurm.adapter = 'pyslurm' is not available in this server "
-        "version yet; use adapter = 'cli', which works with any Slurm >= 22.05"
-    )
+    try:
+        return PyslurmAdapter(system.slurm)
+    except ConfigError as e:
+        raise ConfigError(f"systems.{system.id}.slurm: {e}") from None

@@ -1,0 +1,186 @@
+"""WatchJobs at scale: what N concurrent watchers cost the controller, and how fast they hear.
+
+Starts `hpcgate-server serve` on loopback against the local Slurm, opens N WatchJobs
+streams (alice's jobs), submits a few short jobs through the gateway and measures, per
+level: slurmctld RPCs per minute (from `sdiag`), event delivery latency from the hub's
+detection (event.time) to the client (p50/p99), and the server's RSS. Beside it, N naive
+clients polling `squeue` every second, the way a polling client drives the scheduler
+(only up to 100: more would measure this 2-core machine, not the scheduler).
+
+    .venv/bin/python bench/watch_bench.py [--levels 1,100,1000,10000] [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+from hpcgate.v1 import compute_pb2 as S
+from hpcgate.v1 import compute_pb2_grpc
+
+BIN = Path(sys.executable).parent
+
+
+def sdiag_rpcs() -> int:
+    out = subprocess.run(["sdiag"], capture_output=True, text=True, check=True).stdout
+    section = out.split("Remote Procedure Call statistics by message type", 1)[-1]
+    section = section.split("Remote Procedure Call statistics by user", 1)[0]
+    return sum(int(n) for n in re.findall(r"count:(\d+)", section))
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def watch_level(
+    address: str, token: str, pid: int, n: int, seconds: float
+) -> dict[str, float]:
+    md = [("authorization", f"Bearer {token}")]
+    latencies: list[float] = []
+    async with grpc.aio.insecure_channel(
+        address, options=[("grpc.max_concurrent_streams", 20000)]
+    ) as ch:
+        stub = compute_pb2_grpc.ComputeServiceStub(ch)
+        streams = [
+            stub.WatchJobs(S.WatchJobsRequest(parent="systems/local"), metadata=md)
+            for _ in range(n)
+        ]
+        await asyncio.gather(*(s.read() for s in streams))  # every snapshot
+
+        async def consume(stream: grpc.aio.UnaryStreamCall) -> None:
+            async for message in stream:
+                if message.WhichOneof("kind") == "event":
+                    sent = message.event.time.ToDatetime().timestamp()
+                    latencies.append((time.time() - sent) * 1000)
+
+        consumers = [asyncio.create_task(consume(s)) for s in streams]
+        before, started = sdiag_rpcs(), time.monotonic()
+        for _ in range(3):  # a few jobs -> a few events per stream
+            await stub.SubmitJob(
+                S.SubmitJobRequest(
+                    parent="systems/local",
+                    script="#!/bin/sh\nsleep 1\n",
+                    options=S.JobOptions(stdout_path="/dev/null"),
+                ),
+                metadata=md,
+            )
+            await asyncio.sleep(seconds / 3)
+        elapsed = time.monotonic() - started
+        rpcs = sdiag_rpcs() - before
+        rss = rss_mib(pid)
+        for s in streams:
+            s.cancel()
+        await asyncio.gather(*consumers, return_exceptions=True)
+    latencies.sort()
+    return {
+        "n": n,
+        "rpm": rpcs / elapsed * 60,
+        "rss": rss,
+        "p50": statistics.median(latencies) if latencies else float("nan"),
+        "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)] if latencies else float("nan"),
+        "events": len(latencies),
+    }
+
+
+async def naive_level(n: int, seconds: float) -> float:
+    """slurmctld RPCs/min with `n` clients each running `squeue --me` once a second."""
+    stop = time.monotonic() + seconds
+
+    async def client() -> None:
+        while time.monotonic() < stop:
+            proc = await asyncio.create_subprocess_exec(
+                "squeue", "-h", "-u", "alice", stdout=asyncio.subprocess.DEVNULL
+            )
+            await proc.wait()
+            await asyncio.sleep(1)
+
+    before, started = sdiag_rpcs(), time.monotonic()
+    await asyncio.gather(*(client() for _ in range(n)))
+    return (sdiag_rpcs() - before) / (time.monotonic() - started) * 60
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", default="1,100,1000,10000")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.toml"
+        config.write_text(
+            f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
+            'log_level = "warning"\n[limits]\nmax_concurrent_rpcs = 20000\n'
+            "[watch]\nstream_queue_size = 100\n"
+        )
+        env = dict(os.environ, HPCGATE_CONFIG=str(config))
+        token = subprocess.run(
+            [
+                str(BIN / "hpcgate-server"),
+                "token",
+                "--user",
+                "alice",
+                "--scope",
+                "read",
+                "--scope",
+                "execute",
+                "--ttl",
+                "3600",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        server = subprocess.Popen(
+            [str(BIN / "hpcgate-server"), "serve"], env=env, stderr=subprocess.DEVNULL
+        )
+        try:
+            await asyncio.sleep(3)
+            idle_before, t0 = sdiag_rpcs(), time.monotonic()
+            await asyncio.sleep(10)
+            idle = (sdiag_rpcs() - idle_before) / (time.monotonic() - t0) * 60
+            rows = [
+                await watch_level(f"127.0.0.1:{port}", token, server.pid, int(n), args.seconds)
+                for n in args.levels.split(",")
+            ]
+        finally:
+            server.terminate()
+            server.wait(10)
+    naive = {n: await naive_level(n, min(args.seconds, 20)) for n in (1, 10, 100)}
+    print(
+        f"\nWatchJobs, {args.seconds:g} s per level, 3 jobs submitted per level; "
+        f"slurmctld RPC/min with the gateway idle (no watcher): {idle:.0f}"
+    )
+    print(
+        f"{'watchers':>9} {'ctld RPC/min':>13} {'events':>8} {'latency p50 ms':>15} "
+        f"{'p99 ms':>8} {'server RSS MiB':>15}"
+    )
+    for r in rows:
+        print(
+            f"{r['n']:>9.0f} {r['rpm']:>13.0f} {r['events']:>8.0f} {r['p50']:>15.1f} "
+            f"{r['p99']:>8.1f} {r['rss']:>15.1f}"
+        )
+    print("\nnaive clients polling squeue every second (no gateway)")
+    print(f"{'clients':>9} {'ctld RPC/min':>13}")
+    for n, rpm in naive.items():
+        print(f"{n:>9} {rpm:>13.0f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
