@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import socket
 import statistics
 import subprocess
@@ -23,25 +22,11 @@ import time
 from pathlib import Path
 
 import grpc
+from common import rss_mib, sdiag_rpc_total
 
 from hpcgate.v1 import status_pb2, status_pb2_grpc
 
 BIN = Path(sys.executable).parent
-
-
-def sdiag_rpc_total() -> int:
-    """Total RPCs slurmctld has served (sum of 'RPC type' counts in sdiag)."""
-    out = subprocess.run(["sdiag"], capture_output=True, text=True, check=True).stdout
-    section = out.split("Remote Procedure Call statistics by message type", 1)[-1]
-    section = section.split("Remote Procedure Call statistics by user", 1)[0]
-    return sum(int(n) for n in re.findall(r"count:(\d+)", section))
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def run_level(address: str, pid: int, watchers: int, seconds: float) -> dict[str, float]:

@@ -11,12 +11,13 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 
 from hpcgate.server.accounts import posix
 from hpcgate.server.accounts.projects import Membership, Project, Usage, list_projects
 from hpcgate.server.api.errors import ApiError, FieldViolations, not_found, unavailable
 from hpcgate.server.api.pagination import check_page_request, paginate
+from hpcgate.server.api.timeconv import timestamp
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.config import Config
 from hpcgate.server.slurm.adapter import SlurmAdapter, SlurmUnavailable
@@ -25,20 +26,14 @@ from hpcgate.v1 import account_pb2, account_pb2_grpc
 RETRY_SECONDS = 10
 
 
-def _ts(value: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
 def _usage_to_proto(u: Usage) -> account_pb2.ComputeUsage:
     # No site allocation is known to Slurm itself: the *_allocated fields stay unset.
     return account_pb2.ComputeUsage(
         known=u.known,
         cpu_hours_used=u.cpu_hours,
         gpu_hours_used=u.gpu_hours,
-        period_start=_ts(u.period_start),
-        period_end=_ts(u.period_end),
+        period_start=timestamp(u.period_start),
+        period_end=timestamp(u.period_end),
     )
 
 

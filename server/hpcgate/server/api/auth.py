@@ -7,9 +7,10 @@ import pwd
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 
 from hpcgate.server.api.errors import FieldViolations
+from hpcgate.server.api.timeconv import timestamp
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.auth.check import peer_address
 from hpcgate.server.auth.scopes import ALL_SCOPES
@@ -18,12 +19,6 @@ from hpcgate.v1 import auth_pb2, auth_pb2_grpc
 
 GRANT_TYPE = "client_credentials"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-
-def _ts(value: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def _uid(user: str) -> int:
@@ -67,7 +62,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.ExchangeTokenResponse(
             access_token=token,
             token_type="Bearer",  # noqa: S106 (the OAuth2 token type, not a secret)
-            expires_at=_ts(expires_at),
+            expires_at=timestamp(expires_at),
             expires_in=expires_in,
             scopes=sorted(claims["scope"].split()),
             user=client.user,
@@ -82,8 +77,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             uid=await asyncio.to_thread(_uid, caller.user),
             client_id=caller.client_id,
             scopes=sorted(caller.scopes),
-            issued_at=_ts(caller.issued_at),
-            expires_at=_ts(caller.expires_at),
+            issued_at=timestamp(caller.issued_at),
+            expires_at=timestamp(caller.expires_at),
             issuer=caller.issuer,
             audience=caller.audience,
             token_id=caller.token_id,

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -43,6 +43,7 @@ from hpcgate.server.slurm.adapter import JobRecord
 from hpcgate.server.state.store import StateStore
 from hpcgate.v1 import compute_pb2, compute_pb2_grpc
 
+T = TypeVar("T")
 _JOB_NAME = re.compile(r"^systems/([a-z][a-z0-9-]{0,62})/jobs/(\d+(?:_\d+)?)$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
@@ -367,43 +368,35 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
 
     # -- inventory ----------------------------------------------------------------------
 
-    async def ListPartitions(
-        self, request: compute_pb2.ListPartitionsRequest, context: Any
-    ) -> compute_pb2.ListPartitionsResponse:
+    async def _inventory(
+        self, request: Any, lister: Callable[[SlurmAdapter, str], Awaitable[list[T]]], what: str
+    ) -> tuple[list[T], str]:
+        """One page of partitions, nodes or reservations of the request's system."""
         errors = FieldViolations()
         system = self._system(request.parent, "parent", errors)
         check_page_request(request.page_size, request.page_token, errors)
         errors.raise_if_any()
         assert system is not None
-        with slurm_errors("listing partitions"):
-            items = await inventory.list_partitions(self.adapters[system.id], system.id)
-        page, token = paginate(items, request.page_size, request.page_token)
+        with slurm_errors(f"listing {what}"):
+            items = await lister(self.adapters[system.id], system.id)
+        return paginate(items, request.page_size, request.page_token)
+
+    async def ListPartitions(
+        self, request: compute_pb2.ListPartitionsRequest, context: Any
+    ) -> compute_pb2.ListPartitionsResponse:
+        page, token = await self._inventory(request, inventory.list_partitions, "partitions")
         return compute_pb2.ListPartitionsResponse(partitions=page, next_page_token=token)
 
     async def ListNodes(
         self, request: compute_pb2.ListNodesRequest, context: Any
     ) -> compute_pb2.ListNodesResponse:
-        errors = FieldViolations()
-        system = self._system(request.parent, "parent", errors)
-        check_page_request(request.page_size, request.page_token, errors)
-        errors.raise_if_any()
-        assert system is not None
-        with slurm_errors("listing nodes"):
-            items = await inventory.list_nodes(self.adapters[system.id], system.id)
-        page, token = paginate(items, request.page_size, request.page_token)
+        page, token = await self._inventory(request, inventory.list_nodes, "nodes")
         return compute_pb2.ListNodesResponse(nodes=page, next_page_token=token)
 
     async def ListReservations(
         self, request: compute_pb2.ListReservationsRequest, context: Any
     ) -> compute_pb2.ListReservationsResponse:
-        errors = FieldViolations()
-        system = self._system(request.parent, "parent", errors)
-        check_page_request(request.page_size, request.page_token, errors)
-        errors.raise_if_any()
-        assert system is not None
-        with slurm_errors("listing reservations"):
-            items = await inventory.list_reservations(self.adapters[system.id], system.id)
-        page, token = paginate(items, request.page_size, request.page_token)
+        page, token = await self._inventory(request, inventory.list_reservations, "reservations")
         return compute_pb2.ListReservationsResponse(reservations=page, next_page_token=token)
 
     async def WatchJobs(

@@ -18,10 +18,10 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from hpcgate.server import privsep
 from hpcgate.server.api.errors import ApiError, from_privsep
+from hpcgate.server.api.timeconv import timestamp
 from hpcgate.server.compute.convert import job_to_proto, state_to_proto
 from hpcgate.server.events.hub import (
     CREATED,
@@ -41,12 +41,6 @@ _EVENT_TYPE = {
 }
 
 
-def _ts(value: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
 def _event(event: JobEvent, system_id: str) -> compute_pb2.WatchJobsResponse:
     return compute_pb2.WatchJobsResponse(
         revision=event.revision,
@@ -60,7 +54,7 @@ def _event(event: JobEvent, system_id: str) -> compute_pb2.WatchJobsResponse:
             ),
             state=state_to_proto(event.job.state),
             job=job_to_proto(event.job, system_id, include_steps=False),
-            time=_ts(event.time),
+            time=timestamp(event.time),
         ),
     )
 
@@ -69,10 +63,10 @@ def _scheduler(notice: SchedulerNotice | JobHub) -> compute_pb2.SchedulerAvailab
     if isinstance(notice, JobHub):
         return compute_pb2.SchedulerAvailability(
             reachable=notice.scheduler_reachable, reason=notice.scheduler_reason,
-            since=_ts(notice.scheduler_since),
+            since=timestamp(notice.scheduler_since),
         )  # fmt: skip
     return compute_pb2.SchedulerAvailability(
-        reachable=notice.reachable, reason=notice.reason, since=_ts(notice.since)
+        reachable=notice.reachable, reason=notice.reason, since=timestamp(notice.since)
     )
 
 
@@ -150,7 +144,7 @@ async def watch_jobs(
                 ) from None
             if item is None:
                 yield compute_pb2.WatchJobsResponse(
-                    revision=last, heartbeat=common_pb2.Heartbeat(time=_ts(datetime.now(UTC)))
+                    revision=last, heartbeat=common_pb2.Heartbeat(time=timestamp(datetime.now(UTC)))
                 )
             elif isinstance(item, SchedulerNotice):
                 yield compute_pb2.WatchJobsResponse(revision=last, scheduler=_scheduler(item))

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, timestamp_pb2
 
 from hpcgate.server.api.errors import ApiError, FieldViolations, not_found
 from hpcgate.server.api.pagination import check_page_request, paginate
 from hpcgate.server.api.resources import system_id_from_filter, system_id_from_name
+from hpcgate.server.api.timeconv import duration, timestamp
 from hpcgate.server.config import Config
 from hpcgate.server.state.store import Note, Outage, StateStore
 from hpcgate.server.status import model
@@ -40,20 +40,6 @@ _OUTAGE_STATUS = {
 MIN_HEARTBEAT, MAX_HEARTBEAT = 1.0, 300.0
 
 
-def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(int(seconds * 1e9))
-    return d
-
-
 def component_to_proto(c: model.Component) -> status_pb2.Component:
     msg = status_pb2.Component(
         name=c.name,
@@ -61,12 +47,15 @@ def component_to_proto(c: model.Component) -> status_pb2.Component:
         display_name=c.display_name,
         state=_STATE[c.state],
         reason=c.reason,
-        checked_at=_ts(c.checked_at),
+        checked_at=timestamp(c.checked_at),
     )
     d = c.details
     if isinstance(d, model.ControllerDetails):
-        msg.controller.responding_hosts.extend(d.responding_hosts)
-        msg.controller.latency.CopyFrom(_duration(d.latency))
+        msg.controller.CopyFrom(
+            status_pb2.ControllerDetails(
+                responding_hosts=d.responding_hosts, latency=duration(d.latency)
+            )
+        )
     elif isinstance(d, model.PartitionDetails):
         msg.partition.CopyFrom(
             status_pb2.PartitionDetails(
@@ -91,7 +80,7 @@ def component_to_proto(c: model.Component) -> status_pb2.Component:
                 total_bytes=d.total_bytes,
                 used_bytes=d.used_bytes,
                 available_bytes=d.available_bytes,
-                latency=_duration(d.latency),
+                latency=duration(d.latency),
             )
         )
     return msg
@@ -101,11 +90,11 @@ def outage_to_proto(o: Outage, now: datetime) -> status_pb2.Outage:
     return status_pb2.Outage(
         name=f"systems/{o.system}/outages/{o.id}",
         system=o.system,
-        start_time=_ts(o.start_time),
-        end_time=_ts(o.end_time),
+        start_time=timestamp(o.start_time),
+        end_time=timestamp(o.end_time),
         description=o.description,
         status=_OUTAGE_STATUS[o.status(now)],
-        create_time=_ts(o.create_time),
+        create_time=timestamp(o.create_time),
     )
 
 
@@ -115,7 +104,7 @@ def note_to_proto(n: Note) -> status_pb2.Note:
         system=n.system,
         text=n.text,
         author=n.author,
-        create_time=_ts(n.create_time),
+        create_time=timestamp(n.create_time),
     )
 
 
@@ -127,8 +116,8 @@ def system_to_proto(s: model.SystemStatus) -> status_pb2.System:
         description=s.description,
         state=_STATE[s.state],
         reason=s.reason,
-        updated_at=_ts(s.updated_at),
-        state_changed_at=_ts(s.state_changed_at),
+        updated_at=timestamp(s.updated_at),
+        state_changed_at=timestamp(s.state_changed_at),
         components=[component_to_proto(c) for c in s.components],
         active_outages=[outage_to_proto(o, now) for o in s.active_outages],
         scheduler_version=s.scheduler_version,
@@ -225,7 +214,7 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
                     )
                 changes = next_changes.result()
                 if not changes:
-                    heartbeat = common_pb2.Heartbeat(time=_ts(datetime.now(UTC)))
+                    heartbeat = common_pb2.Heartbeat(time=timestamp(datetime.now(UTC)))
                     yield status_pb2.WatchSystemsResponse(heartbeat=heartbeat)
                 for change in changes:
                     yield status_pb2.WatchSystemsResponse(

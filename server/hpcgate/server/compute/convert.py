@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf import duration_pb2, timestamp_pb2
-
+from hpcgate.server.api.timeconv import duration, timestamp
 from hpcgate.server.slurm.adapter import JobRecord, JobStepRecord
 from hpcgate.server.slurm.parsing import expand_hostlist
 from hpcgate.v1 import compute_pb2
@@ -29,24 +26,6 @@ _JOB_STATES: dict[str, compute_pb2.JobState] = {
     "CONFIGURING": compute_pb2.JOB_STATE_CONFIGURING,
 }
 _SLURM_STATES: dict[int, str] = {value: word for word, value in _JOB_STATES.items()}
-
-
-def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    """A Timestamp, or None (field left unset) for no time."""
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def duration(seconds: float | None) -> duration_pb2.Duration | None:
-    """A Duration, or None (field left unset) for unknown or unlimited."""
-    if seconds is None:
-        return None
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(int(seconds * 1e9))
-    return d
 
 
 def state_to_proto(word: str) -> compute_pb2.JobState:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from hpcgate.server.compute.convert import duration, timestamp
+from hpcgate.server.api.timeconv import duration, timestamp
 from hpcgate.server.slurm.adapter import (
     JobRecord,
     NodeInfo,
