@@ -44,7 +44,7 @@ CHECKSUM_ALGORITHM_MD5: ChecksumAlgorithm
 CHECKSUM_ALGORITHM_BLAKE2B: ChecksumAlgorithm
 
 class FileEntry(_message.Message):
-    __slots__ = ("name", "name_bytes", "path", "type", "size", "mode", "mode_string", "uid", "gid", "owner", "group", "mtime", "atime", "ctime", "link_target", "link_count")
+    __slots__ = ("name", "name_bytes", "path", "type", "size", "mode", "mode_string", "uid", "gid", "owner", "group", "mtime", "atime", "ctime", "link_target", "link_count", "path_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAME_BYTES_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,7 @@ class FileEntry(_message.Message):
     CTIME_FIELD_NUMBER: _ClassVar[int]
     LINK_TARGET_FIELD_NUMBER: _ClassVar[int]
     LINK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PATH_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     name_bytes: bytes
     path: str
@@ -77,23 +78,26 @@ class FileEntry(_message.Message):
     ctime: _timestamp_pb2.Timestamp
     link_target: str
     link_count: int
-    def __init__(self, name: _Optional[str] = ..., name_bytes: _Optional[bytes] = ..., path: _Optional[str] = ..., type: _Optional[_Union[FileType, str]] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., mode_string: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., owner: _Optional[str] = ..., group: _Optional[str] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., atime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ctime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., link_target: _Optional[str] = ..., link_count: _Optional[int] = ...) -> None: ...
+    path_bytes: bytes
+    def __init__(self, name: _Optional[str] = ..., name_bytes: _Optional[bytes] = ..., path: _Optional[str] = ..., type: _Optional[_Union[FileType, str]] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., mode_string: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., owner: _Optional[str] = ..., group: _Optional[str] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., atime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ctime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., link_target: _Optional[str] = ..., link_count: _Optional[int] = ..., path_bytes: _Optional[bytes] = ...) -> None: ...
 
 class ListDirectoryRequest(_message.Message):
-    __slots__ = ("system", "path", "show_hidden", "follow_symlinks", "page_size", "page_token")
+    __slots__ = ("system", "path", "show_hidden", "follow_symlinks", "page_size", "page_token", "path_bytes")
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     SHOW_HIDDEN_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_SYMLINKS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PATH_BYTES_FIELD_NUMBER: _ClassVar[int]
     system: str
     path: str
     show_hidden: bool
     follow_symlinks: bool
     page_size: int
     page_token: str
-    def __init__(self, system: _Optional[str] = ..., path: _Optional[str] = ..., show_hidden: _Optional[bool] = ..., follow_symlinks: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    path_bytes: bytes
+    def __init__(self, system: _Optional[str] = ..., path: _Optional[str] = ..., show_hidden: _Optional[bool] = ..., follow_symlinks: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., path_bytes: _Optional[bytes] = ...) -> None: ...
 
 class ListDirectoryResponse(_message.Message):
     __slots__ = ("entries", "next_page_token")
@@ -104,14 +108,16 @@ class ListDirectoryResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[FileEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class StatRequest(_message.Message):
-    __slots__ = ("system", "path", "follow_symlinks")
+    __slots__ = ("system", "path", "follow_symlinks", "path_bytes")
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_SYMLINKS_FIELD_NUMBER: _ClassVar[int]
+    PATH_BYTES_FIELD_NUMBER: _ClassVar[int]
     system: str
     path: str
     follow_symlinks: bool
-    def __init__(self, system: _Optional[str] = ..., path: _Optional[str] = ..., follow_symlinks: _Optional[bool] = ...) -> None: ...
+    path_bytes: bytes
+    def __init__(self, system: _Optional[str] = ..., path: _Optional[str] = ..., follow_symlinks: _Optional[bool] = ..., path_bytes: _Optional[bytes] = ...) -> None: ...
 
 class StatResponse(_message.Message):
     __slots__ = ("entry",)
@@ -138,16 +144,18 @@ class MakeDirectoryResponse(_message.Message):
     def __init__(self, entry: _Optional[_Union[FileEntry, _Mapping]] = ...) -> None: ...
 
 class MoveRequest(_message.Message):
-    __slots__ = ("system", "source_path", "destination_path", "overwrite")
+    __slots__ = ("system", "source_path", "destination_path", "overwrite", "source_path_bytes")
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     SOURCE_PATH_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_PATH_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PATH_BYTES_FIELD_NUMBER: _ClassVar[int]
     system: str
     source_path: str
     destination_path: str
     overwrite: bool
-    def __init__(self, system: _Optional[str] = ..., source_path: _Optional[str] = ..., destination_path: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+    source_path_bytes: bytes
+    def __init__(self, system: _Optional[str] = ..., source_path: _Optional[str] = ..., destination_path: _Optional[str] = ..., overwrite: _Optional[bool] = ..., source_path_bytes: _Optional[bytes] = ...) -> None: ...
 
 class MoveResponse(_message.Message):
     __slots__ = ("entry",)
@@ -182,16 +190,18 @@ class CopyResponse(_message.Message):
     def __init__(self, entry: _Optional[_Union[FileEntry, _Mapping]] = ..., bytes_copied: _Optional[int] = ..., files_copied: _Optional[int] = ...) -> None: ...
 
 class RemoveRequest(_message.Message):
-    __slots__ = ("system", "path", "recursive", "allow_missing")
+    __slots__ = ("system", "path", "recursive", "allow_missing", "path_bytes")
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     RECURSIVE_FIELD_NUMBER: _ClassVar[int]
     ALLOW_MISSING_FIELD_NUMBER: _ClassVar[int]
+    PATH_BYTES_FIELD_NUMBER: _ClassVar[int]
     system: str
     path: str
     recursive: bool
     allow_missing: bool
-    def __init__(self, system: _Optional[str] = ..., path: _Optional[str] = ..., recursive: _Optional[bool] = ..., allow_missing: _Optional[bool] = ...) -> None: ...
+    path_bytes: bytes
+    def __init__(self, system: _Optional[str] = ..., path: _Optional[str] = ..., recursive: _Optional[bool] = ..., allow_missing: _Optional[bool] = ..., path_bytes: _Optional[bytes] = ...) -> None: ...
 
 class RemoveResponse(_message.Message):
     __slots__ = ()
@@ -290,16 +300,18 @@ class ViewResponse(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., truncated: _Optional[bool] = ..., max_bytes: _Optional[int] = ..., file_size: _Optional[int] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
-    __slots__ = ("system", "path", "offset", "chunk_size")
+    __slots__ = ("system", "path", "offset", "chunk_size", "path_bytes")
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PATH_BYTES_FIELD_NUMBER: _ClassVar[int]
     system: str
     path: str
     offset: int
     chunk_size: int
-    def __init__(self, system: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+    path_bytes: bytes
+    def __init__(self, system: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., chunk_size: _Optional[int] = ..., path_bytes: _Optional[bytes] = ...) -> None: ...
 
 class DownloadResponse(_message.Message):
     __slots__ = ("header", "chunk", "trailer")

@@ -32,9 +32,14 @@ class UtilitiesServiceStub:
     Every operation runs with the caller's POSIX identity (uid, gid and supplementary
     groups), never with the server's privileges, so every permission decision is the
     kernel's. Files are addressed by `system` (the system id, e.g. `local`;
-    `systems/local` is accepted too) and `path`, an absolute POSIX path (relative paths
-    are INVALID_ARGUMENT). Paths are UTF-8; entries whose names are not valid UTF-8 are
-    listed (see FileEntry.name_bytes) but cannot be addressed by other RPCs in v1.
+    `systems/local` is accepted too) and `path`, an absolute POSIX path: relative paths,
+    `.` and `..` components, empty components (`//`, a trailing `/`), NUL bytes, paths
+    over 4096 bytes and names over 255 bytes are INVALID_ARGUMENT. Symlinks are resolved
+    by the kernel as the caller; a system may confine file operations to allowed roots,
+    checked on the resolved location (PERMISSION_DENIED outside them). Paths are UTF-8;
+    entries whose paths are not valid UTF-8 are listed with `name_bytes`/`path_bytes`
+    and can be addressed through the `path_bytes` (`source_path_bytes`) fields of
+    ListDirectory, Stat, Move, Remove and Download.
 
     Sizes and offsets are in bytes; modes are the permission bits of `st_mode`
     (`st_mode & 0o7777`, including setuid, setgid and sticky).
@@ -164,9 +169,14 @@ class UtilitiesServiceAsyncStub(UtilitiesServiceStub):
     Every operation runs with the caller's POSIX identity (uid, gid and supplementary
     groups), never with the server's privileges, so every permission decision is the
     kernel's. Files are addressed by `system` (the system id, e.g. `local`;
-    `systems/local` is accepted too) and `path`, an absolute POSIX path (relative paths
-    are INVALID_ARGUMENT). Paths are UTF-8; entries whose names are not valid UTF-8 are
-    listed (see FileEntry.name_bytes) but cannot be addressed by other RPCs in v1.
+    `systems/local` is accepted too) and `path`, an absolute POSIX path: relative paths,
+    `.` and `..` components, empty components (`//`, a trailing `/`), NUL bytes, paths
+    over 4096 bytes and names over 255 bytes are INVALID_ARGUMENT. Symlinks are resolved
+    by the kernel as the caller; a system may confine file operations to allowed roots,
+    checked on the resolved location (PERMISSION_DENIED outside them). Paths are UTF-8;
+    entries whose paths are not valid UTF-8 are listed with `name_bytes`/`path_bytes`
+    and can be addressed through the `path_bytes` (`source_path_bytes`) fields of
+    ListDirectory, Stat, Move, Remove and Download.
 
     Sizes and offsets are in bytes; modes are the permission bits of `st_mode`
     (`st_mode & 0o7777`, including setuid, setgid and sticky).
@@ -292,9 +302,14 @@ class UtilitiesServiceServicer(metaclass=_abc_1.ABCMeta):
     Every operation runs with the caller's POSIX identity (uid, gid and supplementary
     groups), never with the server's privileges, so every permission decision is the
     kernel's. Files are addressed by `system` (the system id, e.g. `local`;
-    `systems/local` is accepted too) and `path`, an absolute POSIX path (relative paths
-    are INVALID_ARGUMENT). Paths are UTF-8; entries whose names are not valid UTF-8 are
-    listed (see FileEntry.name_bytes) but cannot be addressed by other RPCs in v1.
+    `systems/local` is accepted too) and `path`, an absolute POSIX path: relative paths,
+    `.` and `..` components, empty components (`//`, a trailing `/`), NUL bytes, paths
+    over 4096 bytes and names over 255 bytes are INVALID_ARGUMENT. Symlinks are resolved
+    by the kernel as the caller; a system may confine file operations to allowed roots,
+    checked on the resolved location (PERMISSION_DENIED outside them). Paths are UTF-8;
+    entries whose paths are not valid UTF-8 are listed with `name_bytes`/`path_bytes`
+    and can be addressed through the `path_bytes` (`source_path_bytes`) fields of
+    ListDirectory, Stat, Move, Remove and Download.
 
     Sizes and offsets are in bytes; modes are the permission bits of `st_mode`
     (`st_mode & 0o7777`, including setuid, setgid and sticky).

@@ -36,6 +36,9 @@ class _CallRecord:
         self.method = method
         self.context = context
         self.started = time.monotonic()
+        # Read now: a stream handler abandoned by a cancelled call is finalized later, when
+        # the call is gone, and context.peer() then crashes the process (segfault in grpc).
+        self.peer = context.peer()
         self.code: grpc.StatusCode = grpc.StatusCode.OK
         self.caller: Caller | None = None
 
@@ -49,7 +52,8 @@ class _CallRecord:
             code = self.context.code()
             self.code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
             raise error
-        if isinstance(error, asyncio.CancelledError):
+        # GeneratorExit: that finalization of an abandoned stream handler; nothing to send.
+        if isinstance(error, asyncio.CancelledError | GeneratorExit):
             self.code = grpc.StatusCode.CANCELLED
             raise error
         reference = uuid.uuid4().hex[:12]
@@ -63,7 +67,7 @@ class _CallRecord:
     def finish(self) -> None:
         fields: dict[str, object] = {
             "method": self.method,
-            "peer": self.context.peer(),
+            "peer": self.peer,
             "code": self.code.name,
             "duration_ms": round((time.monotonic() - self.started) * 1000, 2),
         }

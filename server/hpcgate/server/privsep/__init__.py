@@ -12,6 +12,7 @@ from hpcgate.server.privsep.broker import (
     PrivilegeSeparation,
     UserWorker,
     WorkerCredentials,
+    is_loader_variable,
 )
 from hpcgate.server.privsep.errors import (
     CommandTimeout,
@@ -37,5 +38,6 @@ __all__ = [
     "WorkerCredentials",
     "WorkerTimeout",
     "WorkerUnavailable",
+    "is_loader_variable",
     "lookup",
 ]

@@ -111,6 +111,31 @@ class CommandOutput:
     stderr: bytes
 
 
+# Variables the dynamic loader and glibc act on (glibc's UNSECURE_ENVVARS without TMPDIR,
+# plus every LD_*). The privilege drop (setpriv) runs as root with the command's
+# environment, so these must never come from a request: `spawn` refuses them.
+LOADER_VARIABLES = frozenset(
+    {
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "MALLOC_TRACE",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TZDIR",
+    }
+)
+
+
+def is_loader_variable(name: str) -> bool:
+    return name.startswith("LD_") or name in LOADER_VARIABLES
+
+
 def _close_all(fds: Collection[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
@@ -378,16 +403,21 @@ class UserWorker:
                 )
 
     async def call(
-        self, op: str, args: Mapping[str, Any] | None = None, *, idempotent: bool = True
+        self,
+        op: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        idempotent: bool = True,
+        deadline: float | None = None,
     ) -> Reply:
         """One request; returns (result, descriptors) — the caller owns the descriptors.
 
         Raises an OSError for the worker's errno, WorkerTimeout, or WorkerUnavailable.
         An idempotent request is retried once on a freshly started worker if the worker
-        died under it.
+        died under it. `deadline` (seconds) overrides the default request deadline (long copies).
         """
         attempts = 2 if idempotent else 1
-        timeout = self._owner.request_timeout
+        timeout = deadline or self._owner.request_timeout
         for attempt in range(attempts):
             conn = await self._connection()
             self._in_flight += 1
@@ -715,6 +745,9 @@ class PrivilegeSeparation:
         """
         if not argv:
             raise ValueError("argv must not be empty")
+        refused = sorted(k for k in (env or {}) if is_loader_variable(k))
+        if refused:  # the root half of the drop would honour them (see LOADER_VARIABLES)
+            raise ValueError(f"refusing loader variables in a per-user environment: {refused}")
         handle = await self.worker(identity)
         directory: int | None
         try:

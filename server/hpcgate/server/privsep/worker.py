@@ -15,6 +15,7 @@ so the user needs an interpreter they can run, not read access to the installati
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -214,6 +215,544 @@ def op_killpg(args: Args) -> Reply:
     return {}, []
 
 
+# -- files ------------------------------------------------------------------------------
+# Every file operation below resolves paths as the user and, when the request carries
+# `roots` (the directories a site exposes), checks the *resolved* location of the object
+# it is about to touch against them. Checks are made on descriptors (O_PATH), and the
+# operation then goes through that descriptor or through `dir_fd` + a single name, so a
+# concurrent rename or symlink swap cannot redirect it after the check.
+
+RENAME_NOREPLACE = 1
+LIST_BUDGET = 2 * 1024 * 1024  # bytes of JSON a listing page may carry (frames are 4 MiB)
+_libc: Any = None
+
+
+def _roots(args: Args) -> list[str] | None:
+    roots = args.get("roots")
+    if roots is None:
+        return None
+    if not isinstance(roots, list) or not all(isinstance(r, str) and r[:1] == "/" for r in roots):
+        raise OpError(errno.EINVAL, "roots must be a list of absolute paths")
+    return [os.path.realpath(r) for r in roots]  # as the user: their view of the tree
+
+
+def _fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def _inside(real: str, roots: list[str]) -> bool:
+    return any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _check(real: str, roots: list[str] | None, path: str) -> None:
+    if roots is not None and not _inside(real, roots):
+        raise OpError(
+            errno.EACCES,
+            f"{path} resolves to {real}, outside the directories this system serves "
+            f"({', '.join(roots) or 'none'})",
+        )
+
+
+def _parent(path: str, roots: list[str] | None) -> tuple[int, str]:
+    """An O_PATH descriptor of `path`'s directory (symlinks on the way followed, as the
+    user) and the final name; the entry's resolved location must be inside `roots`."""
+    head, _, name = path.rpartition("/")
+    if not name or name in (".", ".."):
+        raise OpError(errno.EINVAL, f"{path!r} does not name an entry in a directory")
+    fd = os.open(head or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if roots is not None:
+            _check(os.path.join(_fd_path(fd), name), roots, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, name
+
+
+def _target(path: str, roots: list[str] | None, follow: bool) -> int:
+    """An O_PATH descriptor of `path` itself (its symlink target with `follow`)."""
+    flags = os.O_PATH | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    try:
+        _check(_fd_path(fd), roots, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_names: dict[tuple[str, int], str] = {}
+
+
+def _name_of(kind: str, number: int) -> str:
+    key = (kind, number)
+    if key not in _names:
+        import grp
+        import pwd
+
+        try:
+            _names[key] = (
+                pwd.getpwuid(number).pw_name if kind == "u" else grp.getgrgid(number).gr_name
+            )
+        except KeyError:
+            _names[key] = ""
+    return _names[key]
+
+
+def _entry(name: str, path: str, st: os.stat_result, link: str | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "path": path,
+        "stat": _stat_dict(st),
+        "link": link,
+        "owner": _name_of("u", st.st_uid),
+        "group": _name_of("g", st.st_gid),
+    }
+
+
+def _describe(path: str, roots: list[str] | None, follow: bool) -> dict[str, Any]:
+    fd = _target(path, roots, follow)
+    try:
+        st = os.fstat(fd)
+        link = os.readlink("", dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
+    finally:
+        os.close(fd)
+    return _entry(path.rpartition("/")[2] or "/", path, st, link)
+
+
+def _int(args: Args, key: str, default: int, limit: int = 1 << 62) -> int:
+    value = args.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+        raise OpError(errno.EINVAL, f"{key} must be an integer between 0 and {limit}")
+    return value
+
+
+def op_entry(args: Args) -> Reply:
+    return _describe(_path(args), _roots(args), bool(args.get("follow_symlinks"))), []
+
+
+def op_list(args: Args) -> Reply:
+    """One page of a directory: entries sorted by raw name bytes, after `after`."""
+    path, roots = _path(args), _roots(args)
+    show_hidden, follow = bool(args.get("show_hidden")), bool(args.get("follow_symlinks"))
+    limit = _int(args, "limit", 1000, 100_000)
+    after = args.get("after")
+    after_key = os.fsencode(after) if isinstance(after, str) else None
+    fd = _target(path, roots, follow=True)
+    try:
+        dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    finally:
+        os.close(fd)
+    try:
+        keys = sorted(os.fsencode(n) for n in os.listdir(dfd))
+        if not show_hidden:
+            keys = [k for k in keys if not k.startswith(b".")]
+        if after_key is not None:
+            keys = [k for k in keys if k > after_key]
+        entries: list[dict[str, Any]] = []
+        budget = LIST_BUDGET
+        base = path.rstrip("/")
+        for key in keys:
+            if len(entries) >= limit or budget <= 0:
+                break
+            name = os.fsdecode(key)
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                link = None
+                if stat.S_ISLNK(st.st_mode):
+                    link = os.readlink(name, dir_fd=dfd)
+                    if follow:
+                        st = _followed(name, dfd, roots) or st
+            except FileNotFoundError:
+                continue  # removed while listing
+            entry = _entry(name, f"{base}/{name}", st, link)
+            budget -= len(json.dumps(entry)) + 8
+            entries.append(entry)
+        more = len(keys) > len(entries)
+    finally:
+        os.close(dfd)
+    return {"entries": entries, "more": more}, []
+
+
+def _followed(name: str, dfd: int, roots: list[str] | None) -> os.stat_result | None:
+    """The stat of a listed symlink's target, or None when dangling or outside roots."""
+    try:
+        fd = os.open(name, os.O_PATH | os.O_CLOEXEC, dir_fd=dfd)
+    except OSError:
+        return None
+    try:
+        if roots is not None and not _inside(_fd_path(fd), roots):
+            return None
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def op_mkdir(args: Args) -> Reply:
+    path, roots = _path(args), _roots(args)
+    mode = _int(args, "mode", 0o755, 0o7777)
+    if args.get("parents"):
+        parts = [p for p in path.split("/") if p]
+        for i in range(1, len(parts) + 1):
+            prefix = "/" + "/".join(parts[:i])
+            try:
+                if not stat.S_ISDIR(os.stat(prefix).st_mode):
+                    raise OSError(errno.ENOTDIR if i < len(parts) else errno.EEXIST,
+                                  "exists and is not a directory", prefix)  # fmt: skip
+                continue
+            except FileNotFoundError:
+                pass
+            _mkdir(prefix, roots, mode, exist_ok=True)
+    else:
+        _mkdir(path, roots, mode, exist_ok=False)
+    return _describe(path, roots, follow=False), []
+
+
+def _mkdir(path: str, roots: list[str] | None, mode: int, exist_ok: bool) -> None:
+    fd, name = _parent(path, roots)
+    try:
+        try:
+            os.mkdir(name, mode, dir_fd=fd)
+        except FileExistsError:
+            if exist_ok and stat.S_ISDIR(os.stat(name, dir_fd=fd).st_mode):
+                return
+            raise
+        os.chmod(name, mode, dir_fd=fd)  # exactly `mode`: the umask is not applied
+    finally:
+        os.close(fd)
+
+
+def _rename_noreplace(sfd: int, sname: str, dfd: int, dname: str) -> None:
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    import ctypes
+
+    rc = _libc.renameat2(sfd, os.fsencode(sname), dfd, os.fsencode(dname), RENAME_NOREPLACE)
+    if rc == 0:
+        return
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS):  # filesystem without RENAME_NOREPLACE
+        try:
+            os.stat(dname, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
+            return
+        code = errno.EEXIST
+    raise OSError(code, os.strerror(code), dname)
+
+
+def op_rename(args: Args) -> Reply:
+    """rename(2) as the user; across filesystems (EXDEV) a bounded copy, then removal."""
+    src, dst, roots = _path(args, "source"), _path(args, "destination"), _roots(args)
+    overwrite = bool(args.get("overwrite"))
+    sfd, sname = _parent(src, roots)
+    try:
+        dfd, dname = _parent(dst, roots)
+        try:
+            try:
+                if overwrite:
+                    os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
+                else:
+                    _rename_noreplace(sfd, sname, dfd, dname)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                _copy(sfd, sname, dfd, dname, args, recursive=True, preserve=True)
+                _remove_entry(sfd, sname, recursive=True)
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
+    return _describe(dst, roots, follow=False), []
+
+
+def _tree_size(fd: int, name: str, recursive: bool, max_bytes: int, max_files: int) -> None:
+    """Refuses (EFBIG) a source larger than the synchronous limits, before copying."""
+    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    total, files = st.st_size if stat.S_ISREG(st.st_mode) else 0, 1
+    if stat.S_ISDIR(st.st_mode):
+        if not recursive:
+            raise OSError(errno.EISDIR, "is a directory (set recursive to copy a tree)", name)
+        for _, _, filenames, dirfd in os.fwalk(name, dir_fd=fd):
+            for filename in filenames:
+                sub = os.stat(filename, dir_fd=dirfd, follow_symlinks=False)
+                files += 1
+                total += sub.st_size if stat.S_ISREG(sub.st_mode) else 0
+            if total > max_bytes or files > max_files:
+                break
+    if total > max_bytes or files > max_files:
+        raise OpError(
+            errno.EFBIG,
+            f"the source is larger than the synchronous limit ({max_bytes} bytes or "
+            f"{max_files} files); use StorageService.StartTransfer",
+        )
+
+
+def _copy(sfd: int, sname: str, dfd: int, dname: str, args: Args, *, recursive: bool,
+          preserve: bool) -> tuple[int, int]:  # fmt: skip
+    """Copies an entry (file, symlink, or tree) from sfd/sname to dfd/dname; (bytes, files)."""
+    max_bytes = _int(args, "max_bytes", 1 << 30)
+    max_files = _int(args, "max_files", 10_000)
+    _tree_size(sfd, sname, recursive, max_bytes, max_files)
+    return _copy_entry(sfd, sname, dfd, dname, bool(args.get("overwrite")), preserve)
+
+
+def _copy_entry(sfd: int, sname: str, dfd: int, dname: str, overwrite: bool,
+                preserve: bool) -> tuple[int, int]:  # fmt: skip
+    st = os.stat(sname, dir_fd=sfd, follow_symlinks=False)
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(sname, dir_fd=sfd)
+        if overwrite:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dname, dir_fd=dfd)
+        os.symlink(target, dname, dir_fd=dfd)
+        return 0, 1
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            os.mkdir(dname, 0o700, dir_fd=dfd)
+        except FileExistsError:
+            if not overwrite or not stat.S_ISDIR(os.stat(dname, dir_fd=dfd).st_mode):
+                raise
+        src = os.open(sname, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                      dir_fd=sfd)  # fmt: skip
+        try:
+            dst = os.open(dname, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          dir_fd=dfd)  # fmt: skip
+            try:
+                total, files = 0, 0
+                for child in sorted(os.listdir(src)):
+                    b, f = _copy_entry(src, child, dst, child, overwrite, preserve)
+                    total, files = total + b, files + f
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+        os.chmod(dname, stat.S_IMODE(st.st_mode) if preserve else 0o755 & ~_umask(), dir_fd=dfd)
+        if preserve:
+            os.utime(dname, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd)
+        return total, files
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "only files, directories and symlinks can be copied", sname)
+    if not overwrite:
+        try:
+            os.stat(dname, dir_fd=dfd, follow_symlinks=False)
+            raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), dname)
+        except FileNotFoundError:
+            pass
+    src = os.open(sname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=sfd)
+    try:
+        temp, dst = _temp_file(dfd, dname)
+        try:
+            copied = _copy_data(src, dst)
+            os.fchmod(dst, stat.S_IMODE(st.st_mode) if preserve else 0o666 & ~_umask())
+            if preserve:
+                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.close(dst)
+            dst = -1
+            if overwrite:
+                os.rename(temp, dname, src_dir_fd=dfd, dst_dir_fd=dfd)
+            else:
+                _rename_noreplace(dfd, temp, dfd, dname)
+        except BaseException:
+            if dst >= 0:
+                os.close(dst)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=dfd)
+            raise
+    finally:
+        os.close(src)
+    return copied, 1
+
+
+def _copy_data(src: int, dst: int) -> int:
+    copied = 0
+    while True:
+        try:
+            n = os.copy_file_range(src, dst, 1 << 30)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            n = os.sendfile(dst, src, None, 1 << 30)
+        if n == 0:
+            return copied
+        copied += n
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_file(dfd: int, name: str) -> tuple[str, int]:
+    """A new 0600 file beside `name`, hidden and marked as hpcgate's."""
+    import secrets
+
+    stem = os.fsdecode(os.fsencode(name)[:180])
+    temp = f".{stem}.hpcgate-{secrets.token_hex(6)}.part"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return temp, os.open(temp, flags, 0o600, dir_fd=dfd)
+
+
+def op_copy(args: Args) -> Reply:
+    src, dst, roots = _path(args, "source"), _path(args, "destination"), _roots(args)
+    # Like cp, a symlink given as the source is followed: copy what it resolves to.
+    fd = _target(src, roots, follow=True)
+    try:
+        real = _fd_path(fd)
+    finally:
+        os.close(fd)
+    sfd, sname = _parent(real, roots)
+    try:
+        dfd, dname = _parent(dst, roots)
+        try:
+            copied, files = _copy(sfd, sname, dfd, dname, args,
+                                  recursive=bool(args.get("recursive")),
+                                  preserve=bool(args.get("preserve")))  # fmt: skip
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
+    return {"bytes": copied, "files": files, "entry": _describe(dst, roots, False)}, []
+
+
+def _remove_entry(fd: int, name: str, recursive: bool) -> None:
+    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=fd)
+    elif recursive:
+        import shutil
+
+        shutil.rmtree(name, dir_fd=fd)  # the fd-based variant: immune to symlink races
+    else:
+        os.rmdir(name, dir_fd=fd)
+
+
+def op_remove(args: Args) -> Reply:
+    path, roots = _path(args), _roots(args)
+    fd, name = _parent(path, roots)
+    try:
+        real = os.path.join(_fd_path(fd), name)
+        home = os.environ.get("HOME")
+        if home and real == os.path.realpath(home):
+            raise OpError(errno.EBUSY, f"{path} is your home directory; it cannot be removed")
+        try:
+            _remove_entry(fd, name, bool(args.get("recursive")))
+        except FileNotFoundError:
+            if not args.get("allow_missing"):
+                raise
+    finally:
+        os.close(fd)
+    return {}, []
+
+
+def op_chmod(args: Args) -> Reply:
+    path, roots = _path(args), _roots(args)
+    mode = _int(args, "mode", 0, 0o7777)
+    fd = _target(path, roots, follow=True)
+    try:
+        os.chmod(f"/proc/self/fd/{fd}", mode)  # the object the check was made on
+    finally:
+        os.close(fd)
+    return _describe(path, roots, follow=True), []
+
+
+def op_symlink(args: Args) -> Reply:
+    path, roots, target = _path(args), _roots(args), args.get("target")
+    if not isinstance(target, str) or not target or "\0" in target:
+        raise OpError(errno.EINVAL, "target must be a non-empty path")
+    fd, name = _parent(path, roots)
+    try:
+        os.symlink(target, name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    return _describe(path, roots, follow=False), []
+
+
+def op_open_file(args: Args) -> Reply:
+    """A read-only descriptor of a regular file, symlinks followed, checked against roots."""
+    path, roots = _path(args), _roots(args)
+    fd = _target(path, roots, follow=True)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        # Re-opened through the checked descriptor; the kernel checks read permission.
+        rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    finally:
+        os.close(fd)
+    return {}, [rfd]
+
+
+def op_upload_begin(args: Args) -> Reply:
+    """A temporary file beside the target, for the server to fill through the descriptor."""
+    path, roots = _path(args), _roots(args)
+    overwrite = bool(args.get("overwrite"))
+    fd, name = _parent(path, roots)
+    try:
+        mode = args.get("mode")
+        try:
+            st = os.stat(name, dir_fd=fd)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if stat.S_ISDIR(st.st_mode):
+                raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            if not overwrite:
+                raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), path)
+            if mode is None:
+                mode = stat.S_IMODE(st.st_mode)
+        if mode is None:
+            mode = 0o644
+        if not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+            raise OpError(errno.EINVAL, "mode must be a permission mode")
+        temp, tfd = _temp_file(fd, name)
+    finally:
+        os.close(fd)
+    return {"temp": temp, "mode": mode}, [tfd]
+
+
+def op_upload_commit(args: Args) -> Reply:
+    """Renames the filled temporary file into place (atomically; no-replace unless asked)."""
+    path, roots, temp = _path(args), _roots(args), args.get("temp")
+    if not isinstance(temp, str) or "/" in temp or not temp.endswith(".part"):
+        raise OpError(errno.EINVAL, "temp must be the name upload_begin returned")
+    mode = _int(args, "mode", 0o644, 0o7777)
+    fd, name = _parent(path, roots)
+    try:
+        try:
+            os.chmod(temp, mode, dir_fd=fd, follow_symlinks=True)
+            if args.get("overwrite"):
+                os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            else:
+                _rename_noreplace(fd, temp, fd, name)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=fd)
+            raise
+    finally:
+        os.close(fd)
+    return _describe(path, roots, follow=False), []
+
+
+def op_upload_abort(args: Args) -> Reply:
+    path, temp = _path(args), args.get("temp")
+    if not isinstance(temp, str) or "/" in temp or not temp.endswith(".part"):
+        raise OpError(errno.EINVAL, "temp must be the name upload_begin returned")
+    fd, _ = _parent(path, None)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=fd)
+    finally:
+        os.close(fd)
+    return {}, []
+
+
 # The operation table: name -> handler(args) -> (result, descriptors to pass back).
 OPS: dict[str, Callable[[Args], Reply]] = {
     "whoami": op_whoami,
@@ -222,6 +761,18 @@ OPS: dict[str, Callable[[Args], Reply]] = {
     "stat": op_stat,
     "cwd": op_cwd,
     "killpg": op_killpg,
+    "entry": op_entry,
+    "list": op_list,
+    "mkdir": op_mkdir,
+    "rename": op_rename,
+    "copy": op_copy,
+    "remove": op_remove,
+    "chmod": op_chmod,
+    "symlink": op_symlink,
+    "open_file": op_open_file,
+    "upload_begin": op_upload_begin,
+    "upload_commit": op_upload_commit,
+    "upload_abort": op_upload_abort,
 }
 
 

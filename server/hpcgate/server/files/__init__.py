@@ -1,0 +1,1 @@
+"""UtilitiesService building blocks: paths, file access as the caller, streams, commands."""

@@ -1,0 +1,51 @@
+"""A descriptor shared between the event loop and worker threads, closed safely.
+
+asyncio cannot stop a thread: when an RPC is cancelled, a pread/write may still be running
+in `asyncio.to_thread`. Closing the number under it would let the kernel reuse it for an
+unrelated file. `Descriptor.close()` therefore only marks it; the last thread using it
+closes it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class Descriptor:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._users = 0
+        self._closing = False
+        self._closed = False
+
+    def run(self, work: Callable[[int], T]) -> T:
+        """Runs `work(fd)` (in a thread); the descriptor stays open until it returns."""
+        with self._lock:
+            if self._closing:
+                raise OSError(errno.EBADF, "the file was closed")
+            self._users += 1
+        try:
+            return work(self._fd)
+        finally:
+            with self._lock:
+                self._users -= 1
+            self._close_if_unused()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+        self._close_if_unused()
+
+    def _close_if_unused(self) -> None:
+        with self._lock:
+            if not self._closing or self._users or self._closed:
+                return
+            self._closed = True
+        os.close(self._fd)

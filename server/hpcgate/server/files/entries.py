@@ -1,0 +1,56 @@
+"""FileEntry messages from the worker's description of an entry (see privsep/worker.py)."""
+
+from __future__ import annotations
+
+import stat
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from hpcgate.server.files.paths import display, raw_bytes
+from hpcgate.v1 import utilities_pb2
+
+_TYPES = {
+    stat.S_IFREG: utilities_pb2.FILE_TYPE_FILE,
+    stat.S_IFDIR: utilities_pb2.FILE_TYPE_DIRECTORY,
+    stat.S_IFLNK: utilities_pb2.FILE_TYPE_SYMLINK,
+    stat.S_IFIFO: utilities_pb2.FILE_TYPE_FIFO,
+    stat.S_IFSOCK: utilities_pb2.FILE_TYPE_SOCKET,
+    stat.S_IFBLK: utilities_pb2.FILE_TYPE_BLOCK_DEVICE,
+    stat.S_IFCHR: utilities_pb2.FILE_TYPE_CHAR_DEVICE,
+}
+
+
+def _time(ns: int) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(ns)
+    return stamp
+
+
+def file_entry(described: dict[str, Any]) -> utilities_pb2.FileEntry:
+    st = described["stat"]
+    mode = int(st["mode"])
+    name, path = str(described["name"]), str(described["path"])
+    link = described.get("link")
+    entry = utilities_pb2.FileEntry(
+        name=display(name),
+        path=display(path),
+        type=_TYPES.get(stat.S_IFMT(mode), utilities_pb2.FILE_TYPE_UNSPECIFIED),
+        size=int(st["size"]),
+        mode=stat.S_IMODE(mode),
+        mode_string=stat.filemode(mode),
+        uid=int(st["uid"]),
+        gid=int(st["gid"]),
+        owner=str(described.get("owner") or ""),
+        group=str(described.get("group") or ""),
+        mtime=_time(int(st["mtime_ns"])),
+        atime=_time(int(st["atime_ns"])),
+        ctime=_time(int(st["ctime_ns"])),
+        link_target=display(link) if isinstance(link, str) else "",
+        link_count=int(st["nlink"]),
+    )
+    if (raw := raw_bytes(name)) is not None:
+        entry.name_bytes = raw
+    if (raw := raw_bytes(path)) is not None:
+        entry.path_bytes = raw
+    return entry
