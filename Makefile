@@ -73,6 +73,7 @@ test: install check-generated lint cluster
 bench: install cluster
 	$(PY) bench/status_bench.py
 	$(PY) bench/watch_bench.py
+	$(PY) bench/files_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

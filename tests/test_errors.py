@@ -13,10 +13,8 @@ from hpcgate.server.api.interceptors import ObservingInterceptor
 from hpcgate.v1 import (
     status_pb2,
     status_pb2_grpc,
-    tasks_pb2,
-    tasks_pb2_grpc,
-    utilities_pb2,
-    utilities_pb2_grpc,
+    storage_pb2,
+    storage_pb2_grpc,
 )
 
 
@@ -25,20 +23,12 @@ async def test_rpcs_of_later_releases_are_clearly_unimplemented(
 ) -> None:
     gateway = await gateway_factory(wait_ready=False)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as ch:
-        metadata = bearer(gateway, "alice", ("read", "execute"))
-        tasks = tasks_pb2_grpc.TasksServiceStub(ch)
+        metadata = bearer(gateway, "alice", ("read", "write"))
+        storage = storage_pb2_grpc.StorageServiceStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as unary:
-            await tasks.GetTask(tasks_pb2.GetTaskRequest(name="tasks/1"), metadata=metadata)
+            await storage.StartTransfer(storage_pb2.StartTransferRequest(), metadata=metadata)
         assert unary.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        assert "hpcgate.v1.TasksService/GetTask" in (unary.value.details() or "")
-        files = utilities_pb2_grpc.UtilitiesServiceStub(ch)
-        with pytest.raises(grpc.aio.AioRpcError) as stream:
-            async for _ in files.Download(
-                utilities_pb2.DownloadRequest(system="local", path="/etc/hostname"),
-                metadata=metadata,
-            ):
-                pass
-        assert stream.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "hpcgate.v1.StorageService/StartTransfer" in (unary.value.details() or "")
 
 
 class Exploding(status_pb2_grpc.StatusServiceServicer):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -17,7 +18,10 @@ from hpcgate.server.api.auth import AuthServicer
 from hpcgate.server.api.compute import ComputeServicer
 from hpcgate.server.api.interceptors import ObservingInterceptor
 from hpcgate.server.api.status import StatusServicer
+from hpcgate.server.api.storage import StorageServicer
+from hpcgate.server.api.tasks import TasksServicer
 from hpcgate.server.api.unimplemented import unimplemented_servicer
+from hpcgate.server.api.utilities import UtilitiesServicer
 from hpcgate.server.auth.check import Authenticator
 from hpcgate.server.auth.keys import ServerKeys
 from hpcgate.server.auth.registry import ClientRegistry
@@ -29,6 +33,7 @@ from hpcgate.server.slurm.factory import make_adapter
 from hpcgate.server.state.store import StateStore
 from hpcgate.server.status.hub import StatusHub
 from hpcgate.server.status.prober import SystemProber
+from hpcgate.server.tasks import SqliteTaskStore, TaskRunner
 from hpcgate.v1 import (
     account_pb2,
     account_pb2_grpc,
@@ -49,11 +54,7 @@ from hpcgate.v1 import (
 log = logging.getLogger(__name__)
 
 # (generated module, servicer base, registration function) of services not built yet.
-_NOT_YET_IMPLEMENTED = [
-    (utilities_pb2, "UtilitiesService", utilities_pb2_grpc),
-    (storage_pb2, "StorageService", storage_pb2_grpc),
-    (tasks_pb2, "TasksService", tasks_pb2_grpc),
-]
+_NOT_YET_IMPLEMENTED: list[tuple[Any, str, Any]] = []
 
 
 def service_names() -> list[str]:
@@ -63,6 +64,9 @@ def service_names() -> list[str]:
         auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
         account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
         compute_pb2.DESCRIPTOR.services_by_name["ComputeService"].full_name,
+        utilities_pb2.DESCRIPTOR.services_by_name["UtilitiesService"].full_name,
+        storage_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name,
+        tasks_pb2.DESCRIPTOR.services_by_name["TasksService"].full_name,
     ]
     names += [m.DESCRIPTOR.services_by_name[s].full_name for m, s, _ in _NOT_YET_IMPLEMENTED]
     return names
@@ -90,6 +94,8 @@ class Gateway:
         self.draining = asyncio.Event()
         # One shared job poller per system (events/hub.py).
         self.hubs = {s.id: JobHub(s.id, self.adapters[s.id], config.watch) for s in config.systems}
+        # Durable tasks; kinds (e.g. transfers) register their handlers on it.
+        self.tasks = TaskRunner(SqliteTaskStore(self.store), config.tasks)
         self.port = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.server = grpc.aio.server(
@@ -113,6 +119,14 @@ class Gateway:
                 config, self.adapters, self.store, self.privsep, self.hubs, self.draining
             ),
             self.server,
+        )
+        self.utilities = UtilitiesServicer(config, self.privsep, self.store)
+        utilities_pb2_grpc.add_UtilitiesServiceServicer_to_server(self.utilities, self.server)
+        storage_pb2_grpc.add_StorageServiceServicer_to_server(
+            StorageServicer(config, self.hub, self.privsep), self.server
+        )
+        tasks_pb2_grpc.add_TasksServiceServicer_to_server(
+            TasksServicer(self.tasks, config.tasks, self.draining), self.server
         )
         for module, name, grpc_module in _NOT_YET_IMPLEMENTED:
             base = getattr(grpc_module, f"{name}Servicer")
@@ -156,6 +170,8 @@ class Gateway:
         self.port = self._bind()
         if self.port == 0:
             raise OSError(f"could not listen on {self.config.server.listen}")
+        # Tasks a previous run left unfinished are resumed or failed before RPCs see them.
+        await self.tasks.start()
         await self.server.start()
         for system in self.config.systems:
             prober = SystemProber(
@@ -194,9 +210,13 @@ class Gateway:
             await asyncio.wait_for(asyncio.shield(stopping), max(grace - 0.5, 0.0))
         self.draining.set()
         await stopping
+        # Running tasks are interrupted; resumable ones continue at the next start.
+        await self.tasks.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Commands still running are killed through their users' workers, so before those go.
+        await self.utilities.commands.close()
         await self.privsep.close()
         log.info("stopped")
 

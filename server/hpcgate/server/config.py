@@ -18,6 +18,7 @@ from hpcgate.server import paths
 EXAMPLE_CONFIG = Path(__file__).with_name("example-config.toml")
 SYSTEM_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 FILESYSTEM_KINDS = ("home", "scratch", "project", "archive", "other")
+QUOTA_TOOLS = ("auto", "lfs", "quota", "none")
 ADAPTERS = ("cli", "pyslurm")
 
 
@@ -95,6 +96,69 @@ class ComputeConfig:
 
 
 @dataclass(frozen=True)
+class FilesConfig:
+    # ListDirectory page size when the request gives none, and the largest allowed.
+    list_page_size: int = 1000
+    list_max_page_size: int = 10000
+    # Download chunk size when the request gives none, and the largest allowed.
+    download_chunk_size: int = 1024 * 1024
+    max_chunk_size: int = 3 * 1024 * 1024
+    # Largest file Upload accepts, bytes (enforced while streaming).
+    upload_max_bytes: int = 100 * 1024**3
+    # Synchronous Copy (and cross-filesystem Move) limits; beyond them: StartTransfer.
+    copy_max_bytes: int = 1024**3
+    copy_max_files: int = 10000
+    # View: bytes returned when the request gives no cap, and the largest cap.
+    view_default_bytes: int = 1024 * 1024
+    view_max_bytes: int = 3 * 1024 * 1024
+    # Seconds a file operation (copy, recursive remove, checksum...) may take.
+    operation_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class CommandsConfig:
+    # Whether RunCommand is offered at all (PERMISSION_DENIED when false).
+    enabled: bool = True
+    # Timeout when the request gives none, and the largest a request may ask for.
+    default_timeout: float = 60.0
+    max_timeout: float = 300.0
+    # Output cap (stdout + stderr) when the request gives none, and the largest allowed.
+    default_output_bytes: int = 1024 * 1024
+    max_output_bytes: int = 16 * 1024 * 1024
+    # Seconds between SIGTERM and SIGKILL of a timed-out command (cancelled: SIGKILL at once).
+    kill_grace: float = 5.0
+    # Commands one user may run at once (RESOURCE_EXHAUSTED beyond).
+    max_per_user: int = 4
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    # Tasks running at once per user and per system; further ones wait PENDING.
+    max_running_per_user: int = 4
+    max_running_per_system: int = 8
+    # PENDING + RUNNING tasks one user may have; beyond: RESOURCE_EXHAUSTED.
+    max_unfinished_per_user: int = 1000
+    # Seconds between two commits (and WatchTask messages) of a task's progress.
+    progress_interval: float = 1.0
+    # Default seconds between heartbeats on a quiet WatchTask stream.
+    heartbeat_interval: float = 15.0
+    # Seconds ended tasks are kept (7 days).
+    retention: float = 7 * 86400.0
+    # A task interrupted by restarts this many times ends FAILED instead of resuming.
+    max_attempts: int = 10
+    # Seconds running tasks get to clean up when the server stops.
+    stop_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    # Seconds a quota command (quota, lfs quota) may take, run as the caller.
+    quota_timeout: float = 10.0
+    # Seconds a caller's quota figures are reused before the tool runs again.
+    quota_cache: float = 60.0
+
+
+@dataclass(frozen=True)
 class ClientPolicy:
     """Site bounds on registered clients (NERSC-style security levels)."""
 
@@ -144,6 +208,13 @@ class FilesystemConfig:
     name: str
     path: Path
     kind: str = "other"
+    display_name: str = ""
+    description: str = ""
+    # The caller's directory on it; "{user}" is replaced. Empty: the home directory for
+    # kind "home", else <path>/<user> when that exists.
+    user_path: str = ""
+    # How the caller's quota is read: auto, lfs, quota or none.
+    quota: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -153,6 +224,9 @@ class SystemConfig:
     description: str = ""
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     filesystems: tuple[FilesystemConfig, ...] = ()
+    # Where UtilitiesService may touch files ("~" = the caller's home, "{user}" = their
+    # name); empty = anywhere the caller's own permissions allow.
+    allowed_roots: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -167,6 +241,10 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    files: FilesConfig = field(default_factory=FilesConfig)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     systems: tuple[SystemConfig, ...] = ()
     source: Path | None = None
 
@@ -176,8 +254,16 @@ class Config:
 
 def default_systems() -> tuple[SystemConfig, ...]:
     """The embedded default: the local Slurm through its command-line tools."""
-    filesystems = [FilesystemConfig("home", Path("/home"), "home")]
-    filesystems.append(FilesystemConfig("tmp", Path("/tmp"), "scratch"))  # noqa: S108
+    filesystems = [
+        FilesystemConfig("home", Path("/home"), "home", "Home", "Home directories"),
+        FilesystemConfig(
+            "tmp",
+            Path("/tmp"),  # noqa: S108
+            "scratch",
+            "Scratch (/tmp)",
+            "Local temporary space: not backed up, may be cleaned at reboot",
+        ),
+    ]
     return (
         SystemConfig(
             id="local",
@@ -310,16 +396,43 @@ def _system(section: _Section) -> SystemConfig:
             raise ConfigError(f"{fs.key('path')}: an absolute path is required")
         if kind not in FILESYSTEM_KINDS:
             raise ConfigError(f"{fs.key('kind')}: must be one of {FILESYSTEM_KINDS}")
+        quota = fs.text("quota", "auto")
+        if quota not in QUOTA_TOOLS:
+            raise ConfigError(f"{fs.key('quota')}: must be one of {QUOTA_TOOLS}")
+        user_path = fs.text("user_path", "")
+        if user_path and not user_path.startswith("/"):
+            raise ConfigError(f"{fs.key('user_path')}: an absolute path (with {{user}}) or ''")
+        filesystems.append(
+            FilesystemConfig(
+                name,
+                path,
+                kind,
+                display_name=fs.text("display_name", ""),
+                description=fs.text("description", ""),
+                user_path=user_path,
+                quota=quota,
+            )
+        )
         fs.finish()
-        filesystems.append(FilesystemConfig(name, path, kind))
     if len({f.name for f in filesystems}) != len(filesystems):
         raise ConfigError(f"{section.where}.filesystems: names must be unique")
+    roots = section.data.get("allowed_roots", [])
+    section.used.add("allowed_roots")
+    if not isinstance(roots, list) or not all(
+        isinstance(r, str) and (r == "~" or r.startswith(("/", "~/"))) and ".." not in r.split("/")
+        for r in roots
+    ):
+        raise ConfigError(
+            f"{section.key('allowed_roots')}: a list of absolute paths, '~' or '~/...' "
+            "('{user}' is replaced by the caller's name), without '..'"
+        )
     system = SystemConfig(
         id=system_id,
         display_name=section.text("display_name", system_id),
         description=section.text("description", ""),
         slurm=slurm,
         filesystems=tuple(filesystems),
+        allowed_roots=tuple(roots),
     )
     section.finish()
     return system
@@ -420,6 +533,26 @@ def _auth(section: _Section | None) -> AuthConfig:
     return auth
 
 
+def _tasks(section: _Section | None) -> TasksConfig:
+    d = TasksConfig()
+    if section is None:
+        return d
+    tasks = TasksConfig(
+        max_running_per_user=section.integer("max_running_per_user", d.max_running_per_user),
+        max_running_per_system=section.integer("max_running_per_system", d.max_running_per_system),
+        max_unfinished_per_user=section.integer(
+            "max_unfinished_per_user", d.max_unfinished_per_user
+        ),
+        progress_interval=section.seconds("progress_interval", d.progress_interval),
+        heartbeat_interval=section.seconds("heartbeat_interval", d.heartbeat_interval, 1.0),
+        retention=section.seconds("retention", d.retention, minimum=3600.0),
+        max_attempts=section.integer("max_attempts", d.max_attempts),
+        stop_timeout=section.seconds("stop_timeout", d.stop_timeout, minimum=0.0),
+    )
+    section.finish()
+    return tasks
+
+
 def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     """Build a Config from parsed TOML, validating every key."""
     root = _Section(data, "")
@@ -479,6 +612,53 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             submit_timeout=s.seconds("submit_timeout", compute.submit_timeout),
         )
         s.finish()
+    files = FilesConfig()
+    if (s := root.table("files")) is not None:
+        d = files
+        files = FilesConfig(
+            list_page_size=s.integer("list_page_size", d.list_page_size),
+            list_max_page_size=s.integer("list_max_page_size", d.list_max_page_size),
+            download_chunk_size=s.integer("download_chunk_size", d.download_chunk_size, 4096),
+            max_chunk_size=s.integer("max_chunk_size", d.max_chunk_size, 4096),
+            upload_max_bytes=s.integer("upload_max_bytes", d.upload_max_bytes),
+            copy_max_bytes=s.integer("copy_max_bytes", d.copy_max_bytes, 0),
+            copy_max_files=s.integer("copy_max_files", d.copy_max_files),
+            view_default_bytes=s.integer("view_default_bytes", d.view_default_bytes),
+            view_max_bytes=s.integer("view_max_bytes", d.view_max_bytes),
+            operation_timeout=s.seconds("operation_timeout", d.operation_timeout, 1.0),
+        )
+        s.finish()
+    if files.max_chunk_size + 64 * 1024 > limits.max_message_bytes:
+        raise ConfigError(
+            "files.max_chunk_size must stay at least 64 KiB below limits.max_message_bytes"
+        )
+    if files.download_chunk_size > files.max_chunk_size:
+        raise ConfigError("files.download_chunk_size must not exceed files.max_chunk_size")
+    if files.view_max_bytes + 64 * 1024 > limits.max_message_bytes:
+        raise ConfigError("files.view_max_bytes must stay 64 KiB below limits.max_message_bytes")
+    commands = CommandsConfig()
+    if (s := root.table("commands")) is not None:
+        d2 = commands
+        commands = CommandsConfig(
+            enabled=s.flag("enabled", d2.enabled),
+            default_timeout=s.seconds("default_timeout", d2.default_timeout),
+            max_timeout=s.seconds("max_timeout", d2.max_timeout),
+            default_output_bytes=s.integer("default_output_bytes", d2.default_output_bytes),
+            max_output_bytes=s.integer("max_output_bytes", d2.max_output_bytes),
+            kill_grace=s.seconds("kill_grace", d2.kill_grace, 0.0),
+            max_per_user=s.integer("max_per_user", d2.max_per_user),
+        )
+        s.finish()
+    if commands.default_timeout > commands.max_timeout:
+        raise ConfigError("commands.default_timeout must not exceed commands.max_timeout")
+    tasks = _tasks(root.table("tasks"))
+    storage = StorageConfig()
+    if (s := root.table("storage")) is not None:
+        storage = StorageConfig(
+            quota_timeout=s.seconds("quota_timeout", storage.quota_timeout),
+            quota_cache=s.seconds("quota_cache", storage.quota_cache, minimum=0.0),
+        )
+        s.finish()
     systems = tuple(_system(s) for s in root.tables("systems")) or default_systems()
     if len({s.id for s in systems}) != len(systems):
         raise ConfigError("systems: ids must be unique")
@@ -490,6 +670,10 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         auth=auth,
         compute=compute,
         watch=watch,
+        files=files,
+        commands=commands,
+        tasks=tasks,
+        storage=storage,
         systems=systems,
         source=source,
     )

@@ -45,3 +45,15 @@ def paginate(items: Sequence[T], page_size: int, page_token: str) -> tuple[list[
     page = list(items[start : start + size])
     end = start + len(page)
     return page, _encode(end) if end < len(items) else ""
+
+
+def page_window(page_size: int, page_token: str) -> tuple[int, int]:
+    """(offset, size) of the requested page, for lists that the data source pages itself
+    (e.g. SQL LIMIT/OFFSET). Call `check_page_request` first."""
+    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return ((_decode(page_token) or 0) if page_token else 0), size
+
+
+def next_page_token(offset: int, returned: int, more: bool) -> str:
+    """The token after a page of `returned` items read at `offset` ('' at the end)."""
+    return _encode(offset + returned) if more else ""

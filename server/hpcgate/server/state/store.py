@@ -69,6 +69,58 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (user, system, request_id)
     );
     """,
+    """
+    CREATE TABLE upload_requests (
+        user TEXT NOT NULL,
+        system TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (user, system, request_id)
+    );
+    """,
+    # Durable tasks (tasks/store.py). request, result, labels and checkpoint are JSON;
+    # the checkpoint is the runner's opaque resumable state. request_id '' = none. Times
+    # are integer microseconds since the epoch, so time filters round-trip exactly.
+    """
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        system TEXT NOT NULL,
+        description TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        request TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        bytes_done INTEGER NOT NULL DEFAULT 0,
+        bytes_total INTEGER,
+        files_done INTEGER NOT NULL DEFAULT 0,
+        files_total INTEGER,
+        message TEXT NOT NULL DEFAULT '',
+        bytes_per_second REAL NOT NULL DEFAULT 0,
+        result TEXT,
+        error_code INTEGER,
+        error_message TEXT,
+        error_path TEXT,
+        checkpoint TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        revision INTEGER NOT NULL DEFAULT 1,
+        create_time INTEGER NOT NULL,
+        update_time INTEGER NOT NULL,
+        start_time INTEGER,
+        end_time INTEGER
+    );
+    CREATE INDEX tasks_user ON tasks(user, create_time);
+    CREATE UNIQUE INDEX tasks_request_id ON tasks(user, request_id) WHERE request_id != '';
+    CREATE INDEX tasks_unfinished ON tasks(state) WHERE state IN ('PENDING', 'RUNNING');
+    CREATE INDEX tasks_ended ON tasks(end_time) WHERE end_time IS NOT NULL;
+    """,
 )
 
 

@@ -14,15 +14,30 @@ import sys
 import time
 from dataclasses import dataclass
 
-# Runs in the child: statvfs for the figures, one directory entry for the access check.
+# Runs in the child: statvfs for the figures, one directory entry for the access check,
+# and the type of the mount holding the path (longest mount point in /proc/self/mounts).
 _CHECK = """
 import json, os, sys
 p = sys.argv[1]
 st = os.statvfs(p)
 with os.scandir(p) as it:
     next(it, None)
+fstype, best, real = "", -1, os.path.realpath(p)
+try:
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            mnt = parts[1].replace(chr(92) + "040", " ")
+            if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) > best:
+                best, fstype = len(mnt), parts[2]
+except OSError:
+    pass
 print(json.dumps({"total": st.f_blocks * st.f_frsize, "free": st.f_bfree * st.f_frsize,
-                  "avail": st.f_bavail * st.f_frsize}))
+                  "avail": st.f_bavail * st.f_frsize, "files": st.f_files,
+                  "ffree": st.f_ffree, "favail": st.f_favail,
+                  "ro": bool(st.f_flag & os.ST_RDONLY), "type": fstype}))
 """
 
 
@@ -34,6 +49,11 @@ class FilesystemReading:
     used_bytes: int = 0
     available_bytes: int = 0
     latency: float = 0.0
+    total_inodes: int = 0
+    used_inodes: int = 0
+    available_inodes: int = 0
+    read_only: bool = False
+    fs_type: str = ""
 
 
 class FilesystemProbe:
@@ -85,4 +105,9 @@ class FilesystemProbe:
             used_bytes=total - free,
             available_bytes=avail,
             latency=latency,
+            total_inodes=figures["files"],
+            used_inodes=figures["files"] - figures["ffree"],
+            available_inodes=figures["favail"],
+            read_only=figures["ro"],
+            fs_type=figures["type"],
         )

@@ -52,6 +52,11 @@ class FilesystemDetails:
     used_bytes: int
     available_bytes: int
     latency: float
+    total_inodes: int = 0
+    used_inodes: int = 0
+    available_inodes: int = 0
+    read_only: bool = False
+    fs_type: str = ""
 
 
 Details = ControllerDetails | PartitionDetails | NodesDetails | FilesystemDetails

@@ -112,7 +112,16 @@ def filesystem_component(
         reason=reason,
         checked_at=now,
         details=FilesystemDetails(
-            path, reading.total_bytes, reading.used_bytes, reading.available_bytes, reading.latency
+            path,
+            reading.total_bytes,
+            reading.used_bytes,
+            reading.available_bytes,
+            reading.latency,
+            reading.total_inodes,
+            reading.used_inodes,
+            reading.available_inodes,
+            reading.read_only,
+            reading.fs_type,
         )
         if reading.ok
         else None,

@@ -1,0 +1,1 @@
+"""Storage tiers: what the caller has on each configured filesystem (quota.py)."""
