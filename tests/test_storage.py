@@ -86,12 +86,6 @@ async def test_pages_and_errors(stub, gateway: Gateway) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await stub.ListFilesystems(S.ListFilesystemsRequest(parent="systems/local"))
     assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    with pytest.raises(grpc.aio.AioRpcError) as e:
-        await stub.StartTransfer(
-            S.StartTransferRequest(), metadata=bearer(gateway, "alice", ("write",))
-        )
-    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "StartTransfer" in (e.value.details() or "")
 
 
 @pytest.mark.slurm

@@ -470,6 +470,12 @@ async def test_upload_verifies_then_renames_into_place(
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert leftovers(alice_dir) == ["up.bin"]
+    # A given modification time is kept (for transfers that preserve it).
+    stamped = u.UploadHeader(system="local", path=f"{alice_dir}/stamped")
+    stamped.mtime.FromSeconds(1_600_000_000)
+    await files.Upload(upload_messages(stamped, [b"old"]), metadata=md)
+    assert (alice_dir / "stamped").stat().st_mtime == 1_600_000_000
+    (alice_dir / "stamped").unlink()
     # Overwrite keeps the existing mode unless one is given.
     os.chmod(target, 0o600)
     again = u.UploadHeader(system="local", path=target, overwrite=True)

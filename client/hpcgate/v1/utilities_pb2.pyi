@@ -358,7 +358,7 @@ class UploadRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[_Union[UploadChunk, _Mapping]] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("system", "path", "mode", "overwrite", "expected_size", "expected_sha256", "request_id")
+    __slots__ = ("system", "path", "mode", "overwrite", "expected_size", "expected_sha256", "request_id", "mtime")
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -366,6 +366,7 @@ class UploadHeader(_message.Message):
     EXPECTED_SIZE_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_SHA256_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MTIME_FIELD_NUMBER: _ClassVar[int]
     system: str
     path: str
     mode: int
@@ -373,7 +374,8 @@ class UploadHeader(_message.Message):
     expected_size: int
     expected_sha256: str
     request_id: str
-    def __init__(self, system: _Optional[str] = ..., path: _Optional[str] = ..., mode: _Optional[int] = ..., overwrite: _Optional[bool] = ..., expected_size: _Optional[int] = ..., expected_sha256: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    mtime: _timestamp_pb2.Timestamp
+    def __init__(self, system: _Optional[str] = ..., path: _Optional[str] = ..., mode: _Optional[int] = ..., overwrite: _Optional[bool] = ..., expected_size: _Optional[int] = ..., expected_sha256: _Optional[str] = ..., request_id: _Optional[str] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
     __slots__ = ("data",)

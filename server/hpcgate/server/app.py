@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -20,7 +19,6 @@ from hpcgate.server.api.interceptors import ObservingInterceptor
 from hpcgate.server.api.status import StatusServicer
 from hpcgate.server.api.storage import StorageServicer
 from hpcgate.server.api.tasks import TasksServicer
-from hpcgate.server.api.unimplemented import unimplemented_servicer
 from hpcgate.server.api.utilities import UtilitiesServicer
 from hpcgate.server.auth.check import Authenticator
 from hpcgate.server.auth.keys import ServerKeys
@@ -34,6 +32,7 @@ from hpcgate.server.state.store import StateStore
 from hpcgate.server.status.hub import StatusHub
 from hpcgate.server.status.prober import SystemProber
 from hpcgate.server.tasks import SqliteTaskStore, TaskRunner
+from hpcgate.server.transfers.service import Transfers
 from hpcgate.v1 import (
     account_pb2,
     account_pb2_grpc,
@@ -53,9 +52,6 @@ from hpcgate.v1 import (
 
 log = logging.getLogger(__name__)
 
-# (generated module, servicer base, registration function) of services not built yet.
-_NOT_YET_IMPLEMENTED: list[tuple[Any, str, Any]] = []
-
 
 def service_names() -> list[str]:
     """Full names of the seven hpcgate services, StatusService first."""
@@ -68,7 +64,6 @@ def service_names() -> list[str]:
         storage_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name,
         tasks_pb2.DESCRIPTOR.services_by_name["TasksService"].full_name,
     ]
-    names += [m.DESCRIPTOR.services_by_name[s].full_name for m, s, _ in _NOT_YET_IMPLEMENTED]
     return names
 
 
@@ -96,6 +91,8 @@ class Gateway:
         self.hubs = {s.id: JobHub(s.id, self.adapters[s.id], config.watch) for s in config.systems}
         # Durable tasks; kinds (e.g. transfers) register their handlers on it.
         self.tasks = TaskRunner(SqliteTaskStore(self.store), config.tasks)
+        # StartTransfer's tasks (registers the "transfer" kind on the runner).
+        self.transfers = Transfers(config, self.privsep, self.tasks)
         self.port = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.server = grpc.aio.server(
@@ -123,15 +120,11 @@ class Gateway:
         self.utilities = UtilitiesServicer(config, self.privsep, self.store)
         utilities_pb2_grpc.add_UtilitiesServiceServicer_to_server(self.utilities, self.server)
         storage_pb2_grpc.add_StorageServiceServicer_to_server(
-            StorageServicer(config, self.hub, self.privsep), self.server
+            StorageServicer(config, self.hub, self.privsep, self.transfers), self.server
         )
         tasks_pb2_grpc.add_TasksServiceServicer_to_server(
             TasksServicer(self.tasks, config.tasks, self.draining), self.server
         )
-        for module, name, grpc_module in _NOT_YET_IMPLEMENTED:
-            base = getattr(grpc_module, f"{name}Servicer")
-            add = getattr(grpc_module, f"add_{name}Servicer_to_server")
-            add(unimplemented_servicer(base, module.DESCRIPTOR.services_by_name[name]), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [

@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import grpc
-
 from hpcgate.server import privsep
-from hpcgate.server.api.errors import ApiError, FieldViolations, from_privsep, not_found
+from hpcgate.server.api.errors import FieldViolations, from_privsep, not_found
 from hpcgate.server.api.pagination import check_page_request, paginate
 from hpcgate.server.api.resources import system_id_from_name
 from hpcgate.server.api.timeconv import timestamp
@@ -24,6 +22,8 @@ from hpcgate.server.config import Config, FilesystemConfig, SystemConfig
 from hpcgate.server.status import model
 from hpcgate.server.status.hub import StatusHub
 from hpcgate.server.storage.quota import Quota, QuotaReader, unknown
+from hpcgate.server.tasks.convert import task_to_proto
+from hpcgate.server.transfers.service import Transfers
 from hpcgate.v1 import storage_pb2, storage_pb2_grpc
 
 _KIND = {
@@ -61,7 +61,14 @@ def _under(path: str, mount: str) -> bool:
 
 
 class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
-    def __init__(self, config: Config, hub: StatusHub, users: privsep.PrivilegeSeparation) -> None:
+    def __init__(
+        self,
+        config: Config,
+        hub: StatusHub,
+        users: privsep.PrivilegeSeparation,
+        transfers: Transfers,
+    ) -> None:
+        self.transfers = transfers
         self.config = config
         self.hub = hub
         self.users = users
@@ -171,9 +178,5 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def StartTransfer(
         self, request: storage_pb2.StartTransferRequest, context: Any
     ) -> storage_pb2.StartTransferResponse:
-        raise ApiError(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "hpcgate.v1.StorageService/StartTransfer is part of the hpcgate v1 API but not "
-            "implemented by this server version yet; copy small files with "
-            "UtilitiesService.Copy or use a newer server",
-        )
+        record = await self.transfers.start(request, current_caller().user)
+        return storage_pb2.StartTransferResponse(task=task_to_proto(record))

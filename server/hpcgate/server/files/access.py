@@ -172,12 +172,15 @@ class FileAccess:
             raise ApiError(grpc.StatusCode.INTERNAL, f"uploading {path}: no descriptor")
         return Upload(path, str(result["temp"]), int(result["mode"]), fds[0])
 
-    async def upload_commit(self, upload: Upload, *, overwrite: bool) -> dict[str, Any]:
+    async def upload_commit(
+        self, upload: Upload, *, overwrite: bool, mtime_ns: int | None = None
+    ) -> dict[str, Any]:
         args = {
             "path": upload.path,
             "temp": upload.temp,
             "mode": upload.mode,
             "overwrite": overwrite,
+            "mtime_ns": mtime_ns,
         }
         result, _ = await self.call(
             "upload_commit", args, f"uploading {upload.path}", idempotent=False

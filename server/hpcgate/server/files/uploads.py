@@ -37,6 +37,8 @@ def check_header(header: utilities_pb2.UploadHeader, errors: FieldViolations) ->
         errors.add("header.mode", "must be permission bits, at most 0o7777 (4095)")
     if header.expected_sha256 and not _SHA256.match(header.expected_sha256):
         errors.add("header.expected_sha256", "must be 64 lower-case hex digits")
+    if header.HasField("mtime") and header.mtime.ToNanoseconds() < 0:
+        errors.add("header.mtime", "must not be before 1970")
     if header.request_id and not _REQUEST_ID.match(header.request_id):
         errors.add("header.request_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
 
@@ -69,7 +71,8 @@ async def receive(
     fd = Descriptor(upload.fd)
     try:
         received = await _fill(fd, upload, header, chunks, limit)
-        await files.upload_commit(upload, overwrite=header.overwrite)
+        mtime = header.mtime.ToNanoseconds() if header.HasField("mtime") else None
+        await files.upload_commit(upload, overwrite=header.overwrite, mtime_ns=mtime)
         committed = True
         return utilities_pb2.UploadResponse(
             path=header.path or path, size=received.size, sha256=received.sha256

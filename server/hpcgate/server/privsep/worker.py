@@ -397,8 +397,11 @@ def op_mkdir(args: Args) -> Reply:
             prefix = "/" + "/".join(parts[:i])
             try:
                 if not stat.S_ISDIR(os.stat(prefix).st_mode):
-                    raise OSError(errno.ENOTDIR if i < len(parts) else errno.EEXIST,
-                                  "exists and is not a directory", prefix)  # fmt: skip
+                    raise OSError(
+                        errno.ENOTDIR if i < len(parts) else errno.EEXIST,
+                        "exists and is not a directory",
+                        prefix,
+                    )
                 continue
             except FileNotFoundError:
                 pass
@@ -458,7 +461,7 @@ def op_rename(args: Args) -> Reply:
                 else:
                     _rename_noreplace(sfd, sname, dfd, dname)
             except OSError as exc:
-                if exc.errno != errno.EXDEV:
+                if exc.errno != errno.EXDEV or args.get("no_copy"):
                     raise
                 _copy(sfd, sname, dfd, dname, args, recursive=True, preserve=True)
                 _remove_entry(sfd, sname, recursive=True)
@@ -491,8 +494,9 @@ def _tree_size(fd: int, name: str, recursive: bool, max_bytes: int, max_files: i
         )
 
 
-def _copy(sfd: int, sname: str, dfd: int, dname: str, args: Args, *, recursive: bool,
-          preserve: bool) -> tuple[int, int]:  # fmt: skip
+def _copy(
+    sfd: int, sname: str, dfd: int, dname: str, args: Args, *, recursive: bool, preserve: bool
+) -> tuple[int, int]:
     """Copies an entry (file, symlink, or tree) from sfd/sname to dfd/dname; (bytes, files)."""
     max_bytes = _int(args, "max_bytes", 1 << 30)
     max_files = _int(args, "max_files", 10_000)
@@ -500,8 +504,9 @@ def _copy(sfd: int, sname: str, dfd: int, dname: str, args: Args, *, recursive: 
     return _copy_entry(sfd, sname, dfd, dname, bool(args.get("overwrite")), preserve)
 
 
-def _copy_entry(sfd: int, sname: str, dfd: int, dname: str, overwrite: bool,
-                preserve: bool) -> tuple[int, int]:  # fmt: skip
+def _copy_entry(
+    sfd: int, sname: str, dfd: int, dname: str, overwrite: bool, preserve: bool
+) -> tuple[int, int]:
     st = os.stat(sname, dir_fd=sfd, follow_symlinks=False)
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(sname, dir_fd=sfd)
@@ -516,11 +521,13 @@ def _copy_entry(sfd: int, sname: str, dfd: int, dname: str, overwrite: bool,
         except FileExistsError:
             if not overwrite or not stat.S_ISDIR(os.stat(dname, dir_fd=dfd).st_mode):
                 raise
-        src = os.open(sname, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      dir_fd=sfd)  # fmt: skip
+        src = os.open(
+            sname, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd
+        )
         try:
-            dst = os.open(dname, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                          dir_fd=dfd)  # fmt: skip
+            dst = os.open(
+                dname, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd
+            )
             try:
                 total, files = 0, 0
                 for child in sorted(os.listdir(src)):
@@ -609,9 +616,15 @@ def op_copy(args: Args) -> Reply:
     try:
         dfd, dname = _parent(dst, roots)
         try:
-            copied, files = _copy(sfd, sname, dfd, dname, args,
-                                  recursive=bool(args.get("recursive")),
-                                  preserve=bool(args.get("preserve")))  # fmt: skip
+            copied, files = _copy(
+                sfd,
+                sname,
+                dfd,
+                dname,
+                args,
+                recursive=bool(args.get("recursive")),
+                preserve=bool(args.get("preserve")),
+            )
         finally:
             os.close(dfd)
     finally:
@@ -727,6 +740,10 @@ def op_upload_commit(args: Args) -> Reply:
     try:
         try:
             os.chmod(temp, mode, dir_fd=fd, follow_symlinks=True)
+            mtime_ns = args.get("mtime_ns")
+            if mtime_ns is not None:
+                mtime_ns = _int(args, "mtime_ns", 0)
+                os.utime(temp, ns=(mtime_ns, mtime_ns), dir_fd=fd)
             if args.get("overwrite"):
                 os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
             else:
@@ -753,6 +770,103 @@ def op_upload_abort(args: Args) -> Reply:
     return {}, []
 
 
+def _walk_item(rel: bytes, st: os.stat_result, link: str | None) -> dict[str, Any]:
+    kind = "dir" if stat.S_ISDIR(st.st_mode) else "link" if link is not None else "file"
+    return {
+        "rel": os.fsdecode(rel),
+        "kind": kind,
+        "size": st.st_size if kind == "file" else 0,
+        "mode": stat.S_IMODE(st.st_mode),
+        "mtime_ns": st.st_mtime_ns,
+        "link": link,
+    }
+
+
+def op_walk(args: Args) -> Reply:
+    """One page of a tree below `path`: parents before children, siblings sorted by raw
+    name, symlinks reported and never followed; other file types (FIFOs, sockets,
+    devices) are skipped. `after` (the last `rel` of the previous page) resumes the walk:
+    subtrees wholly before it are skipped without being read again."""
+    path, roots = _path(args), _roots(args)
+    limit = _int(args, "limit", 5000, 100_000)
+    after = args.get("after") or ""
+    cursor = tuple(os.fsencode(after).split(b"/")) if isinstance(after, str) and after else None
+    fd = _target(path, roots, follow=True)
+    try:
+        top = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    finally:
+        os.close(fd)
+    items: list[dict[str, Any]] = []
+    budget = [LIST_BUDGET]
+
+    def visit(dfd: int, prefix: tuple[bytes, ...]) -> bool:
+        for key in sorted(os.fsencode(n) for n in os.listdir(dfd)):
+            here = (*prefix, key)
+            if cursor is not None and here <= cursor and cursor[: len(here)] != here:
+                continue  # this entry and everything below it were on earlier pages
+            name = os.fsdecode(key)
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            link = os.readlink(name, dir_fd=dfd) if stat.S_ISLNK(st.st_mode) else None
+            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or link is not None):
+                continue
+            if cursor is None or here > cursor:
+                if len(items) >= limit or budget[0] <= 0:
+                    return False
+                item = _walk_item(b"/".join(here), st, link)
+                items.append(item)
+                budget[0] -= len(json.dumps(item)) + 8
+            if stat.S_ISDIR(st.st_mode):
+                sub = os.open(
+                    name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd
+                )
+                try:
+                    if not visit(sub, here):
+                        return False
+                finally:
+                    os.close(sub)
+        return True
+
+    try:
+        complete = visit(top, ())
+    except RecursionError:
+        raise OpError(errno.ELOOP, f"{path} is nested too deeply to walk") from None
+    finally:
+        os.close(top)
+    return {"items": items, "more": not complete}, []
+
+
+def op_utime(args: Args) -> Reply:
+    """Sets the modification time (atime untouched) of `path`, symlinks followed."""
+    path, roots = _path(args), _roots(args)
+    mtime_ns = _int(args, "mtime_ns", 0)
+    fd = _target(path, roots, follow=True)
+    try:
+        st = os.fstat(fd)
+        os.utime(f"/proc/self/fd/{fd}", ns=(st.st_atime_ns, mtime_ns))
+    finally:
+        os.close(fd)
+    return {}, []
+
+
+def op_syncfs(args: Args) -> Reply:
+    """syncfs(2) on the filesystem holding `path`: a durability barrier for many files."""
+    import ctypes
+
+    path = _path(args)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), path)
+    finally:
+        os.close(fd)
+    return {}, []
+
+
 # The operation table: name -> handler(args) -> (result, descriptors to pass back).
 OPS: dict[str, Callable[[Args], Reply]] = {
     "whoami": op_whoami,
@@ -773,6 +887,9 @@ OPS: dict[str, Callable[[Args], Reply]] = {
     "upload_begin": op_upload_begin,
     "upload_commit": op_upload_commit,
     "upload_abort": op_upload_abort,
+    "walk": op_walk,
+    "utime": op_utime,
+    "syncfs": op_syncfs,
 }
 
 

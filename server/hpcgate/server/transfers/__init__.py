@@ -1,0 +1,1 @@
+"""Durable transfers (StorageService.StartTransfer): copy, move, sync between endpoints."""

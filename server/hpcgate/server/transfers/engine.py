@@ -1,0 +1,337 @@
+"""Copy, move or sync a file or tree from one Endpoint to another, verified and resumable.
+
+Items are processed in walk order (parents before children, siblings sorted by raw
+name), one at a time. Each file's bytes are hashed as they leave the source; the
+destination writes them under a temporary name, hashes what it holds and renames it into
+place only when the two SHA-256s match (a mismatch is retried once, then fails the task).
+Every CHECKPOINT_SECONDS the destination is flushed (one syncfs instead of an fsync per
+file), a MOVE deletes the sources verified since the previous checkpoint, and the task
+records the last item done: a resumed run skips everything up to it, so a crash costs at
+most the files of one checkpoint interval, and never a source file whose copy was not
+durable yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hpcgate.server.tasks.model import FAILED_PRECONDITION, NOT_FOUND, TaskFailed
+from hpcgate.server.tasks.runner import TaskContext
+from hpcgate.server.transfers.endpoint import Endpoint, Item
+
+log = logging.getLogger(__name__)
+CHECKPOINT_SECONDS = 2.0
+CHECKPOINT_FILES = 2000
+DATA_LOSS = 15  # google.rpc.Code
+# The temporary names writes use (privsep worker's _temp_file): `.NAME.hpcgate-HEX.part`.
+TEMPORARY = re.compile(r"^\..*\.hpcgate-[0-9a-f]{12}\.part$")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A TransferSpec as stored in the task's request (proto field names)."""
+
+    kind: str  # COPY, MOVE or SYNC
+    source_path: str
+    destination_path: str
+    recursive: bool = False
+    preserve: bool = False
+    overwrite: bool = False
+    delete_extraneous: bool = False
+    verify: bool = True
+
+    @classmethod
+    def from_request(cls, request: dict[str, Any]) -> Spec:
+        return cls(
+            kind=str(request.get("kind", "")).removeprefix("TRANSFER_KIND_"),
+            source_path=str(request["source"]["path"]),
+            destination_path=str(request["destination"]["path"]),
+            recursive=bool(request.get("recursive")),
+            preserve=bool(request.get("preserve")),
+            overwrite=bool(request.get("overwrite")),
+            delete_extraneous=bool(request.get("delete_extraneous")),
+            verify=not request.get("skip_verification"),
+        )
+
+
+@dataclass
+class Counters:
+    """TransferResult's fields."""
+
+    files_transferred: int = 0
+    bytes_transferred: int = 0
+    files_skipped: int = 0
+    files_deleted: int = 0
+    directories_created: int = 0
+    files_verified: int = 0
+
+
+def order_key(rel: str) -> tuple[bytes, ...]:
+    """The walk order of a relative path (the root, '', first)."""
+    return tuple(os.fsencode(rel).split(b"/")) if rel else ()
+
+
+def _join(root: str, rel: str) -> str:
+    if not rel:
+        return root
+    return f"{root.rstrip('/')}/{rel}"
+
+
+@dataclass
+class _State:
+    counters: Counters
+    last_done: str | None  # rel of the last item done, None before the root
+    pending_deletes: list[str] = field(default_factory=list)
+    bytes_done: int = 0
+    files_done: int = 0
+
+
+class Transfer:
+    def __init__(self, ctx: TaskContext, spec: Spec, source: Endpoint, dest: Endpoint) -> None:
+        self.ctx = ctx
+        self.spec = spec
+        self.source = source
+        self.dest = dest
+        self.sync = spec.kind == "SYNC"
+        self.preserve = spec.preserve or self.sync  # SYNC compares mtimes, so it keeps them
+        checkpoint = ctx.checkpoint if ctx.resumed and isinstance(ctx.checkpoint, dict) else {}
+        self.state = _State(
+            counters=Counters(**checkpoint.get("counters", {})),
+            last_done=checkpoint.get("last_done"),
+            bytes_done=int(checkpoint.get("bytes_done", 0)),
+            files_done=int(checkpoint.get("files_done", 0)),
+        )
+        self._checkpointed_at = time.monotonic()
+        self._since_checkpoint = 0
+
+    # -- the whole transfer -------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        spec = self.spec
+        if self.ctx.resumed:
+            log.info(
+                "transfer resumed",
+                extra={
+                    "fields": {
+                        "task": self.ctx.task.id,
+                        "last_done": self.state.last_done,
+                        "files_done": self.state.files_done,
+                        "bytes_done": self.state.bytes_done,
+                    }
+                },
+            )
+        root = await self.source.describe(spec.source_path)
+        if root is None:
+            if self.state.last_done is not None and spec.kind == "MOVE":
+                return asdict(self.state.counters)  # resumed after the last source went
+            raise TaskFailed(
+                NOT_FOUND,
+                f"{self.source.label}:{spec.source_path} does not exist",
+                spec.source_path,
+            )
+        if root.kind == "dir" and not spec.recursive:
+            raise TaskFailed(
+                FAILED_PRECONDITION,
+                f"{spec.source_path} is a directory; set recursive to transfer a tree",
+                spec.source_path,
+            )
+        items = [root]
+        if root.kind == "dir":
+            items += [item async for item in self.source.walk(spec.source_path)]
+        existing = await self._existing(root)
+        if self.state.last_done is not None:
+            done = order_key(self.state.last_done)
+            remaining = [i for i in items if order_key(i.rel) > done]
+        else:
+            remaining = items
+        work = [i for i in remaining if not self._unchanged(i, existing)]
+        await self.ctx.progress(
+            bytes_total=self.state.bytes_done + sum(i.size for i in work if i.kind == "file"),
+            files_total=self.state.files_done + sum(1 for i in work if i.kind != "dir"),
+            bytes_done=self.state.bytes_done,
+            files_done=self.state.files_done,
+            message=f"transferring {len(work)} entries"
+            + (" (resumed)" if self.ctx.resumed else ""),
+        )
+        for item in remaining:
+            if item in work or item.kind == "dir":
+                await self._transfer(item)
+            else:
+                self.state.counters.files_skipped += 1
+            self.state.last_done = item.rel
+            await self._maybe_checkpoint()
+        await self._checkpoint()
+        if self.sync and spec.delete_extraneous:
+            await self._delete_extraneous(items, existing)
+        if self.preserve:
+            for item in reversed(items):  # children first: setting a parent's time is last
+                if item.kind == "dir":
+                    await self.dest.set_attributes(
+                        _join(spec.destination_path, item.rel), item.mode, item.mtime_ns
+                    )
+        if spec.kind == "MOVE" and root.kind == "dir":
+            await self._remove_source_directories(items)
+        await self.dest.flush()
+        await self.ctx.progress(message="done")
+        return asdict(self.state.counters)
+
+    async def _existing(self, root: Item) -> dict[str, Item]:
+        """What the destination already holds (for SYNC, and for resuming)."""
+        if not (self.sync or self.ctx.resumed):
+            return {}
+        there = await self.dest.describe(self.spec.destination_path)
+        if there is None:
+            return {}
+        if there.kind != root.kind:
+            raise TaskFailed(
+                FAILED_PRECONDITION,
+                f"{self.spec.destination_path} is a {there.kind}, the source a {root.kind}",
+                self.spec.destination_path,
+            )
+        found = {"": there}
+        if there.kind == "dir":
+            async for item in self.dest.walk(self.spec.destination_path):
+                if self.ctx.resumed and TEMPORARY.match(item.rel.rpartition("/")[2]):
+                    # A write cut short by the crash this run resumes from.
+                    path = _join(self.spec.destination_path, item.rel)
+                    await self.dest.remove(path, directory=False)
+                    continue
+                found[item.rel] = item
+        return found
+
+    def _unchanged(self, item: Item, existing: dict[str, Item]) -> bool:
+        """SYNC: the destination has this entry with the same size and mtime (seconds)."""
+        if not self.sync or item.kind == "dir":
+            return False
+        there = existing.get(item.rel)
+        if there is None or there.kind != item.kind:
+            return False
+        if item.kind == "link":
+            return there.link == item.link
+        return there.size == item.size and there.mtime_ns // 10**9 == item.mtime_ns // 10**9
+
+    # -- one item -----------------------------------------------------------------------
+
+    async def _transfer(self, item: Item) -> None:
+        source = _join(self.spec.source_path, item.rel)
+        destination = _join(self.spec.destination_path, item.rel)
+        counters = self.state.counters
+        if item.kind == "dir":
+            if await self.dest.make_directory(destination, None):
+                counters.directories_created += 1
+            return
+        if item.kind == "link":
+            await self.dest.make_symlink(item.link, destination)
+        else:
+            await self._copy_file(item, source, destination)
+        counters.files_transferred += 1
+        self.state.files_done += 1
+        if self.spec.kind == "MOVE":
+            self.state.pending_deletes.append(source)
+        await self.ctx.progress(files_done=self.state.files_done, bytes_done=self.state.bytes_done)
+
+    async def _copy_file(self, item: Item, source: str, destination: str) -> None:
+        for attempt in (1, 2):
+            digest = hashlib.sha256()
+            start_bytes = self.state.bytes_done
+
+            try:
+                written = await self.dest.write_file(
+                    destination,
+                    self._hashed(source, digest),
+                    size=item.size,
+                    mode=item.mode if self.preserve else None,
+                    mtime_ns=item.mtime_ns if self.preserve else None,
+                    verify=self.spec.verify,
+                    expected=digest.hexdigest,
+                )
+            except TaskFailed as failure:
+                if failure.error.code != DATA_LOSS or attempt == 2:
+                    raise
+                self.state.bytes_done = start_bytes
+                continue
+            if written.sha256 != digest.hexdigest():  # a peer can only tell us afterwards
+                if attempt == 2:
+                    raise TaskFailed(
+                        DATA_LOSS,
+                        f"{destination}: SHA-256 differs from the source's after a retry",
+                        destination,
+                    )
+                self.state.bytes_done = start_bytes
+                continue
+            self.state.counters.bytes_transferred += written.size
+            if self.spec.verify:
+                self.state.counters.files_verified += 1
+            return
+
+    async def _hashed(self, source: str, digest: Any) -> AsyncIterator[bytes]:
+        """The source's chunks, hashed (in a thread) and counted as they pass."""
+        async for data in self.source.read_file(source):
+            await asyncio.to_thread(digest.update, data)
+            self.state.bytes_done += len(data)
+            await self.ctx.progress(bytes_done=self.state.bytes_done)
+            yield data
+
+    # -- checkpoints and clean-up -------------------------------------------------------
+
+    async def _maybe_checkpoint(self) -> None:
+        self._since_checkpoint += 1
+        due = time.monotonic() - self._checkpointed_at >= CHECKPOINT_SECONDS
+        if due or self._since_checkpoint >= CHECKPOINT_FILES:
+            await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Flush the destination, then delete moved sources, then record the position."""
+        await self.dest.flush()
+        for path in self.state.pending_deletes:
+            await self.source.remove(path, directory=False)
+        self.state.pending_deletes = []
+        await self.ctx.save_checkpoint(
+            {
+                "last_done": self.state.last_done,
+                "counters": asdict(self.state.counters),
+                "bytes_done": self.state.bytes_done,
+                "files_done": self.state.files_done,
+            }
+        )
+        self.ctx.result = asdict(self.state.counters)
+        self._checkpointed_at = time.monotonic()
+        self._since_checkpoint = 0
+
+    async def _delete_extraneous(self, items: list[Item], existing: dict[str, Item]) -> None:
+        wanted = {i.rel for i in items}
+        extra = sorted((r for r in existing if r and r not in wanted), key=order_key, reverse=True)
+        for rel in extra:
+            kind = existing[rel].kind
+            removed = await self.dest.remove(
+                _join(self.spec.destination_path, rel), directory=kind == "dir"
+            )
+            if removed and kind != "dir":
+                self.state.counters.files_deleted += 1
+
+    async def _remove_source_directories(self, items: list[Item]) -> None:
+        left = []
+        for item in reversed(items):
+            if item.kind == "dir":
+                path = _join(self.spec.source_path, item.rel)
+                if not await self.source.remove(path, directory=True):
+                    left.append(path)
+        if left:
+            await self.ctx.progress(
+                message=f"done; {len(left)} source directories kept because entries "
+                "appeared in them during the move"
+            )
+
+
+async def run_transfer(
+    ctx: TaskContext, spec: Spec, source: Endpoint, dest: Endpoint
+) -> dict[str, Any]:
+    return await Transfer(ctx, spec, source, dest).run()

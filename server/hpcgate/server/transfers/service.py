@@ -1,0 +1,249 @@
+"""StartTransfer's logic: validate a request, check it as the caller, start the task; and
+the task handler that builds both endpoints and runs the engine.
+
+A transfer runs as the user who asked for it: locally through their privsep worker;
+on a peer facility as the service account of the peer's credential (`[[peers]]`), which
+only users listed in the peer's `allowed_users` may use.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from hpcgate.server import privsep
+from hpcgate.server.api.errors import ApiError, FieldViolations, from_privsep, not_found
+from hpcgate.server.api.resources import system_id_from_filter
+from hpcgate.server.config import Config
+from hpcgate.server.files import paths
+from hpcgate.server.tasks.model import (
+    RequestIdConflict,
+    TaskFailed,
+    TaskRecord,
+    TooManyTasks,
+)
+from hpcgate.server.tasks.runner import TaskContext, TaskRunner
+from hpcgate.server.transfers.endpoint import Endpoint
+from hpcgate.server.transfers.engine import Spec, run_transfer
+from hpcgate.server.transfers.local import LocalEndpoint
+from hpcgate.v1 import storage_pb2, tasks_pb2
+
+KIND = "transfer"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_KINDS = {
+    tasks_pb2.TRANSFER_KIND_COPY: "COPY",
+    tasks_pb2.TRANSFER_KIND_MOVE: "MOVE",
+    tasks_pb2.TRANSFER_KIND_SYNC: "SYNC",
+}
+
+
+class Transfers:
+    def __init__(
+        self, config: Config, users: privsep.PrivilegeSeparation, runner: TaskRunner
+    ) -> None:
+        self.config = config
+        self.users = users
+        self.runner = runner
+        runner.register(KIND, self.handle, resumable=True)
+
+    # -- endpoints ----------------------------------------------------------------------
+
+    def _peer(self, facility: str, user: str) -> Any:
+        peer = self.config.peer(facility)
+        if peer is None:
+            raise ApiError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"facility {facility!r} is not a peer configured on this server; known: "
+                + (", ".join(p.id for p in self.config.peers) or "none"),
+            )
+        if "*" not in peer.allowed_users and user not in peer.allowed_users:
+            raise ApiError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{user} may not transfer to or from facility {peer.id} (see the peer's "
+                "allowed_users in the server configuration)",
+            )
+        return peer
+
+    def _endpoint(
+        self, end: tasks_pb2.TransferEndpoint, user: str, identity: privsep.UserIdentity
+    ) -> Endpoint:
+        if end.facility:
+            from hpcgate.server.transfers.peer import PeerEndpoint
+
+            return PeerEndpoint(self._peer(end.facility, user))
+        system = self.config.system(end.system.removeprefix("systems/"))
+        if system is None:
+            raise not_found(f"no system {end.system!r}")
+        return LocalEndpoint(self.users, identity, system, self.config.files)
+
+    async def _identity(self, user: str) -> privsep.UserIdentity:
+        try:
+            return await self.users.identity(user)
+        except privsep.PrivsepError as e:
+            raise from_privsep(e, f"cannot act as {user!r}") from None
+
+    # -- StartTransfer ------------------------------------------------------------------
+
+    def validate(self, request: storage_pb2.StartTransferRequest) -> None:
+        errors = FieldViolations()
+        if request.kind not in _KINDS:
+            errors.add("kind", "choose TRANSFER_KIND_COPY, _MOVE or _SYNC")
+        for field, end in (("source", request.source), ("destination", request.destination)):
+            if not end.facility:
+                if not end.system:
+                    errors.add(f"{field}.system", "is required (e.g. 'local')")
+                else:
+                    system_id = system_id_from_filter(end.system, f"{field}.system", errors)
+                    if system_id and self.config.system(system_id) is None:
+                        raise not_found(f"{field}.system: no system {end.system!r}")
+            path = paths.checked(errors, f"{field}.path", end.path)
+            if path == "/":
+                errors.add(f"{field}.path", "'/' cannot be transferred or replaced")
+        if request.source.facility and request.destination.facility:
+            errors.add("destination.facility", "at most one end may be another facility")
+        if request.delete_extraneous and request.kind != tasks_pb2.TRANSFER_KIND_SYNC:
+            errors.add("delete_extraneous", "only applies to TRANSFER_KIND_SYNC")
+        src, dst = request.source, request.destination
+        same_place = (src.facility, src.system.removeprefix("systems/")) == (
+            dst.facility,
+            dst.system.removeprefix("systems/"),
+        )
+        if same_place and src.path and (dst.path + "/").startswith(src.path.rstrip("/") + "/"):
+            errors.add("destination.path", "must not be the source or inside it")
+        if request.request_id and not _REQUEST_ID.match(request.request_id):
+            errors.add("request_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
+        errors.raise_if_any()
+
+    async def start(self, request: storage_pb2.StartTransferRequest, user: str) -> TaskRecord:
+        """Validates, checks the request against both ends as `user`, then starts the task."""
+        self.validate(request)
+        identity = await self._identity(user)
+        source = self._endpoint(request.source, user, identity)
+        dest = self._endpoint(request.destination, user, identity)
+        try:
+            await self._precheck(request, source, dest)
+        except TaskFailed as failure:
+            raise ApiError(_status(failure.error.code), failure.error.message) from None
+        finally:
+            await source.close()
+            await dest.close()
+        spec = tasks_pb2.TransferSpec(
+            kind=request.kind,
+            source=request.source,
+            destination=request.destination,
+            recursive=request.recursive,
+            preserve=request.preserve,
+            overwrite=request.overwrite,
+            delete_extraneous=request.delete_extraneous,
+            skip_verification=request.skip_verification,
+        )
+        description = (
+            f"{_KINDS[request.kind].lower()} {_where(request.source)} -> "
+            f"{_where(request.destination)}"
+        )
+        try:
+            record, _ = await self.runner.submit(
+                user=user,
+                kind=KIND,
+                request=MessageToDict(spec, preserving_proto_field_name=True),
+                system=request.source.system or request.destination.system,
+                description=description,
+                request_id=request.request_id,
+            )
+        except RequestIdConflict:
+            raise ApiError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"request_id {request.request_id!r} was used for a different transfer in the "
+                "last 24 hours; use a new request_id",
+            ) from None
+        except TooManyTasks as e:
+            raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)) from None
+        return record
+
+    async def _precheck(
+        self, request: storage_pb2.StartTransferRequest, source: Endpoint, dest: Endpoint
+    ) -> None:
+        """What StartTransfer promises to refuse at once rather than in a failed task."""
+        src, dst = request.source.path, request.destination.path
+        root = await source.describe(src)
+        if root is None:
+            raise ApiError(grpc.StatusCode.NOT_FOUND, f"{source.label}:{src} does not exist")
+        if isinstance(source, LocalEndpoint):
+            await source.check_readable(src, root.kind)
+        if root.kind == "dir" and not request.recursive:
+            raise ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{src} is a directory; set recursive to transfer a tree",
+            )
+        parent = dst.rpartition("/")[0] or "/"
+        there = await dest.describe(parent)
+        if there is None or there.kind != "dir":
+            raise ApiError(
+                grpc.StatusCode.NOT_FOUND,
+                f"{dest.label}:{parent}, the destination's directory, does not "
+                "exist (create it first)",
+            )
+        existing = await dest.describe(dst)
+        sync = request.kind == tasks_pb2.TRANSFER_KIND_SYNC
+        if existing is not None and not (sync or request.overwrite):
+            raise ApiError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"{dest.label}:{dst} exists; set overwrite (or use SYNC)",
+            )
+        if existing is not None and existing.kind != root.kind:
+            raise ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{dst} is a {existing.kind} and the source a {root.kind}",
+            )
+
+    # -- the task -----------------------------------------------------------------------
+
+    async def handle(self, ctx: TaskContext) -> dict[str, Any]:
+        request = ctx.task.request
+        spec = Spec.from_request(request)
+        source_end = _endpoint_message(request["source"])
+        dest_end = _endpoint_message(request["destination"])
+        try:
+            identity = await self._identity(ctx.task.user)
+            source = self._endpoint(source_end, ctx.task.user, identity)
+            dest = self._endpoint(dest_end, ctx.task.user, identity)
+        except ApiError as e:
+            raise TaskFailed(e.code.value[0], e.message) from None
+        try:
+            if spec.kind == "MOVE" and not ctx.resumed and await _renamed(spec, source, dest):
+                return {"files_transferred": 1}
+            return await run_transfer(ctx, spec, source, dest)
+        finally:
+            await source.close()
+            await dest.close()
+
+
+async def _renamed(spec: Spec, source: Endpoint, dest: Endpoint) -> bool:
+    """A MOVE within one local filesystem is a rename (atomic, nothing to verify)."""
+    if not (isinstance(source, LocalEndpoint) and isinstance(dest, LocalEndpoint)):
+        return False
+    if source.system.id != dest.system.id:
+        return False
+    if await dest.describe(spec.destination_path) is not None:
+        return False  # merging into an existing tree: file by file
+    return await source.rename(spec.source_path, spec.destination_path)
+
+
+def _endpoint_message(data: dict[str, Any]) -> tasks_pb2.TransferEndpoint:
+    return tasks_pb2.TransferEndpoint(
+        system=str(data.get("system", "")),
+        path=str(data.get("path", "")),
+        facility=str(data.get("facility", "")),
+    )
+
+
+def _where(end: tasks_pb2.TransferEndpoint) -> str:
+    return f"{end.facility or end.system}:{end.path}"
+
+
+def _status(code: int) -> grpc.StatusCode:
+    """The grpc.StatusCode of a google.rpc.Code number."""
+    return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.INTERNAL)
