@@ -234,6 +234,50 @@ class SystemConfig:
 
 
 @dataclass(frozen=True)
+class PeerConfig:
+    """Another hpcgate server that transfers may read from or write to, server to server.
+
+    This server acts there as a client registered at the peer (`client_id`, its private
+    key); the peer maps that client to one of ITS local users, the service account that
+    owns whatever the transfer writes there and whose permissions bound what it reads.
+    """
+
+    id: str
+    address: str  # HOST:PORT of the peer's gRPC endpoint
+    client_id: str
+    private_key_file: Path
+    # The peer's auth.audience, which our client assertions must name.
+    audience: str = "hpcgate"
+    # The peer's system whose files are transferred (paths are absolute paths there).
+    system: str = "local"
+    # Plaintext (false) is only sensible on loopback; TLS verifies the peer's
+    # certificate against ca_file, or the system's roots without it.
+    tls: bool = False
+    ca_file: Path | None = None
+    # Local users who may transfer to/from this peer; empty = nobody, "*" = everyone.
+    allowed_users: tuple[str, ...] = ()
+    # Seconds each unary call to the peer may take (streams: seconds without progress).
+    timeout: float = 30.0
+
+    def allows(self, user: str) -> bool:
+        return "*" in self.allowed_users or user in self.allowed_users
+
+    @property
+    def plaintext_off_loopback(self) -> bool:
+        """True when tokens and data would cross a network unencrypted."""
+        return not self.tls and not _is_loopback(self.address.rsplit(":", 1)[0].strip("[]"))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
@@ -246,10 +290,15 @@ class Config:
     tasks: TasksConfig = field(default_factory=TasksConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     systems: tuple[SystemConfig, ...] = ()
+    peers: tuple[PeerConfig, ...] = ()
     source: Path | None = None
 
     def system(self, system_id: str) -> SystemConfig | None:
         return next((s for s in self.systems if s.id == system_id), None)
+
+    def peer(self, id_or_address: str) -> PeerConfig | None:
+        """The configured peer named by its id or its address (as in TransferEndpoint)."""
+        return next((p for p in self.peers if id_or_address in (p.id, p.address)), None)
 
 
 def default_systems() -> tuple[SystemConfig, ...]:
@@ -533,6 +582,54 @@ def _auth(section: _Section | None) -> AuthConfig:
     return auth
 
 
+_ADDRESS_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
+
+
+def _peer(section: _Section) -> PeerConfig:
+    peer_id = section.text("id", "")
+    if not SYSTEM_ID_RE.match(peer_id):
+        raise ConfigError(
+            f"{section.key('id')}: {peer_id!r} must be lower-case letters, digits and '-', "
+            "starting with a letter"
+        )
+    address = section.text("address", "")
+    match = _ADDRESS_RE.match(address)
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise ConfigError(f"{section.key('address')}: {address!r} must be HOST:PORT")
+    client_id = section.text("client_id", "")
+    key_file = section.path("private_key_file")
+    if not client_id or key_file is None:
+        raise ConfigError(
+            f"{section.where}: client_id and private_key_file are required (a client "
+            "registered at the peer: hpcgate-server clients add there)"
+        )
+    system = section.text("system", "local")
+    if not SYSTEM_ID_RE.match(system):
+        raise ConfigError(f"{section.key('system')}: {system!r} is not a system id")
+    users = section.data.get("allowed_users", [])
+    section.used.add("allowed_users")
+    if not isinstance(users, list) or not all(isinstance(u, str) and u for u in users):
+        raise ConfigError(
+            f'{section.key("allowed_users")}: a list of local user names, or ["*"] for all'
+        )
+    peer = PeerConfig(
+        id=peer_id,
+        address=address,
+        client_id=client_id,
+        private_key_file=key_file,
+        audience=section.text("audience", "hpcgate"),
+        system=system,
+        tls=section.flag("tls", False),
+        ca_file=section.path("ca_file"),
+        allowed_users=tuple(users),
+        timeout=section.seconds("timeout", 30.0, minimum=0.1),
+    )
+    section.finish()
+    if peer.ca_file is not None and not peer.tls:
+        raise ConfigError(f"{section.key('ca_file')}: only used with tls = true")
+    return peer
+
+
 def _tasks(section: _Section | None) -> TasksConfig:
     d = TasksConfig()
     if section is None:
@@ -662,6 +759,11 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     systems = tuple(_system(s) for s in root.tables("systems")) or default_systems()
     if len({s.id for s in systems}) != len(systems):
         raise ConfigError("systems: ids must be unique")
+    peers = tuple(_peer(p) for p in root.tables("peers"))
+    if len({p.id for p in peers}) != len(peers):
+        raise ConfigError("peers: ids must be unique")
+    if len({p.address for p in peers}) != len(peers):
+        raise ConfigError("peers: addresses must be unique")
     root.finish()
     return Config(
         server=server,
@@ -675,6 +777,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         tasks=tasks,
         storage=storage,
         systems=systems,
+        peers=peers,
         source=source,
     )
 
