@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import pytest
 from files_helpers import user_dir
 
 from conftest import bearer
@@ -53,6 +54,7 @@ class PeakRss:
         self._task.cancel()
 
 
+@pytest.mark.timeout(300)
 async def test_one_gib_round_trip_with_flat_memory(gateway: Gateway) -> None:
     block = bytearray(os.urandom(CHUNK))
     sent = hashlib.sha256()

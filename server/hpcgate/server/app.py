@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -51,6 +52,19 @@ from hpcgate.v1 import (
 )
 
 log = logging.getLogger(__name__)
+# Longest any one shutdown step may take: a process stuck in uninterruptible I/O (a dead
+# mount) must not keep the server from exiting; the step is abandoned and logged.
+STEP_LIMIT = 20.0
+
+
+async def _bounded(step: Awaitable[object], seconds: float, what: str) -> None:
+    try:
+        await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        log.error(
+            "shutdown step did not finish in time; abandoned",
+            extra={"fields": {"step": what, "seconds": seconds}},
+        )
 
 
 def service_names() -> list[str]:
@@ -202,15 +216,19 @@ class Gateway:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(stopping), max(grace - 0.5, 0.0))
         self.draining.set()
-        await stopping
+        await _bounded(stopping, grace + STEP_LIMIT, "stopping the gRPC server")
         # Running tasks are interrupted; resumable ones continue at the next start.
-        await self.tasks.stop()
+        await _bounded(self.tasks.stop(), STEP_LIMIT, "interrupting tasks")
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _bounded(
+            asyncio.gather(*self._tasks, return_exceptions=True),
+            STEP_LIMIT,
+            "stopping probers and pollers",
+        )
         # Commands still running are killed through their users' workers, so before those go.
-        await self.utilities.commands.close()
-        await self.privsep.close()
+        await _bounded(self.utilities.commands.close(), STEP_LIMIT, "killing commands")
+        await _bounded(self.privsep.close(), STEP_LIMIT, "stopping per-user workers")
         log.info("stopped")
 
     async def serve_until_signal(self) -> None:
