@@ -153,6 +153,7 @@ class Transfer:
         else:
             remaining = items
         work = [i for i in remaining if not self._unchanged(i, existing)]
+        to_transfer = {i.rel for i in work}  # a set: 10^5 items must not be O(n^2)
         await self.ctx.progress(
             bytes_total=self.state.bytes_done + sum(i.size for i in work if i.kind == "file"),
             files_total=self.state.files_done + sum(1 for i in work if i.kind != "dir"),
@@ -162,7 +163,7 @@ class Transfer:
             + (" (resumed)" if self.ctx.resumed else ""),
         )
         for item in remaining:
-            if item in work or item.kind == "dir":
+            if item.rel in to_transfer or item.kind == "dir":
                 await self._transfer(item)
             else:
                 self.state.counters.files_skipped += 1
