@@ -1,11 +1,19 @@
-"""Measurements shared by the benchmarks: controller RPC counts and process memory."""
+"""Measurements shared by the benchmarks: controller RPC counts, process memory and CPU,
+sizes."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import os
 import re
 import socket
 import subprocess
 from pathlib import Path
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def sdiag_rpc_total() -> int:
@@ -29,3 +37,47 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def parse_size(text: str) -> int:
+    """`1G`, `256M`, `64K`, `1GiB`, `4096` -> bytes (binary units)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1G, 256M, 64K)")
+    return int(match[1]) * {"": 1, "K": 1024, "M": MiB, "G": GiB}[match[2].upper()]
+
+
+def human(n: int) -> str:
+    for unit, factor in (("G", GiB), ("M", MiB), ("K", 1024)):
+        if n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + sys CPU seconds of process `pid` (not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime: fields 14, 15
+
+
+def descendants_cpu_seconds(pid: int) -> float:
+    """user + sys CPU seconds of the live descendants of `pid` (the privsep workers), plus
+    what its reaped children used (cutime + cstime of `pid`)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    total = 0.0
+    for child in found:
+        with contextlib.suppress(OSError):  # exited meanwhile
+            total += cpu_seconds(child)
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return total + (int(fields[13]) + int(fields[14])) / TICK  # cutime, cstime

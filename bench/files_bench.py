@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import os
 import pwd
-import re
 import shutil
 import subprocess
 import sys
@@ -33,65 +31,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from common import free_port, rss_mib
+from common import (
+    GiB,
+    MiB,
+    cpu_seconds,
+    descendants_cpu_seconds,
+    free_port,
+    human,
+    parse_size,
+    rss_mib,
+)
 
 from hpcgate.v1 import utilities_pb2 as u
 from hpcgate.v1 import utilities_pb2_grpc
 
 BIN = Path(sys.executable).parent
 USER = "alice"
-MiB = 1024 * 1024
-GiB = 1024 * MiB
-TICK = os.sysconf("SC_CLK_TCK")
 # Larger than any chunk (2 MiB) plus protobuf framing; the server allows 4 MiB by default.
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 8 * MiB),
     ("grpc.max_send_message_length", 8 * MiB),
 ]
-
-
-def parse_size(text: str) -> int:
-    """`1G`, `256M`, `64K`, `1GiB`, `4096` -> bytes (binary units)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", text, re.IGNORECASE)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1G, 256M, 64K)")
-    return int(match[1]) * {"": 1, "K": 1024, "M": MiB, "G": GiB}[match[2].upper()]
-
-
-def human(n: int) -> str:
-    for unit, factor in (("G", GiB), ("M", MiB), ("K", 1024)):
-        if n % factor == 0:
-            return f"{n // factor}{unit}"
-    return str(n)
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + sys CPU seconds of process `pid` (not its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime: fields 14, 15
-
-
-def descendants_cpu_seconds(pid: int) -> float:
-    """user + sys CPU seconds of the live descendants of `pid` (the privsep workers), plus
-    what its reaped children used (cutime + cstime of `pid`)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    total = 0.0
-    for child in found:
-        with contextlib.suppress(OSError):  # exited meanwhile
-            total += cpu_seconds(child)
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return total + (int(fields[13]) + int(fields[14])) / TICK  # cutime, cstime
 
 
 @dataclass

@@ -45,8 +45,7 @@ from pathlib import Path
 from typing import IO
 
 import grpc
-from common import free_port
-from files_bench import cpu_seconds, descendants_cpu_seconds, human, parse_size
+from common import cpu_seconds, descendants_cpu_seconds, free_port, human, parse_size
 
 from hpcgate.v1 import storage_pb2, storage_pb2_grpc, tasks_pb2, tasks_pb2_grpc
 

@@ -1,4 +1,5 @@
-"""A descriptor shared between the event loop and worker threads, closed safely.
+"""A descriptor shared between the event loop and worker threads, closed safely; and the
+full-length pread/write loops used on such descriptors.
 
 asyncio cannot stop a thread: when an RPC is cancelled, a pread/write may still be running
 in `asyncio.to_thread`. Closing the number under it would let the kernel reuse it for an
@@ -49,3 +50,22 @@ class Descriptor:
                 return
             self._closed = True
         os.close(self._fd)
+
+
+def read_exactly(fd: int, size: int, offset: int) -> bytes:
+    """Up to `size` bytes at `offset` (fewer only at the end of the file)."""
+    parts, got = [], 0
+    while got < size:
+        data = os.pread(fd, size - got, offset + got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts) if len(parts) != 1 else parts[0]
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

@@ -19,7 +19,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hpcgate.server.api.errors import ApiError, invalid_argument
-from hpcgate.server.files.descriptors import Descriptor
+from hpcgate.server.files.descriptors import Descriptor, read_exactly
 from hpcgate.v1 import utilities_pb2
 
 HASH_BLOCK = 4 * 1024 * 1024
@@ -31,24 +31,12 @@ ALGORITHMS: dict[int, tuple[str, Callable[[], Any]]] = {
 }
 
 
-def _read_exactly(fd: int, size: int, offset: int) -> bytes:
-    """Up to `size` bytes at `offset` (fewer only at the end of the file)."""
-    parts, got = [], 0
-    while got < size:
-        data = os.pread(fd, size - got, offset + got)
-        if not data:
-            break
-        parts.append(data)
-        got += len(data)
-    return b"".join(parts) if len(parts) != 1 else parts[0]
-
-
 def _hash_range(
     fd: int, digest: hashlib._Hash, start: int, end: int, stop: threading.Event
 ) -> None:
     offset = start
     while offset < end and not stop.is_set():
-        data = _read_exactly(fd, min(HASH_BLOCK, end - offset), offset)
+        data = read_exactly(fd, min(HASH_BLOCK, end - offset), offset)
         if not data:
             return
         digest.update(data)
@@ -90,7 +78,7 @@ async def download(
             await asyncio.to_thread(fd.run, lambda n: _hash_range(n, digest, 0, offset, never))
 
         def read_and_hash(at: int) -> bytes:
-            data = fd.run(lambda n: _read_exactly(n, min(chunk_size, st.st_size - at), at))
+            data = fd.run(lambda n: read_exactly(n, min(chunk_size, st.st_size - at), at))
             digest.update(data)
             return data
 
@@ -161,14 +149,14 @@ def view_bytes(fd: int, offset: int, length: int, cap: int) -> Selection:
             [("byte_range.offset", f"{offset} is beyond the end of the file ({size} bytes)")]
         )
     wanted = size - start if length == 0 else min(length, size - start)
-    data = _read_exactly(fd, min(wanted, cap), start)
+    data = read_exactly(fd, min(wanted, cap), start)
     return Selection(data, start, wanted > cap, size)
 
 
 def view_head(fd: int, lines: int, cap: int) -> Selection:
     """The first `lines` lines (the last one may lack a newline at the end of the file)."""
     size = os.fstat(fd).st_size
-    data = _read_exactly(fd, min(size, cap + 1), 0)
+    data = read_exactly(fd, min(size, cap + 1), 0)
     end, found = 0, 0
     while found < lines:
         newline = data.find(b"\n", end)
@@ -184,7 +172,7 @@ def view_tail(fd: int, lines: int, cap: int) -> Selection:
     """The last `lines` lines; when they exceed the cap, the oldest bytes are dropped."""
     size = os.fstat(fd).st_size
     start = max(0, size - cap - 1)
-    data = _read_exactly(fd, size - start, start)
+    data = read_exactly(fd, size - start, start)
     body = data[:-1] if data.endswith(b"\n") else data  # a final newline ends the last line
     cut, found = len(body), 0
     while found < lines:

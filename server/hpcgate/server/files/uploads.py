@@ -21,7 +21,7 @@ import grpc
 
 from hpcgate.server.api.errors import ApiError, FieldViolations, invalid_argument
 from hpcgate.server.files.access import FileAccess, Upload
-from hpcgate.server.files.descriptors import Descriptor
+from hpcgate.server.files.descriptors import Descriptor, write_all
 from hpcgate.server.files.errors import file_error
 from hpcgate.server.state.store import StateStore
 from hpcgate.v1 import utilities_pb2
@@ -41,13 +41,6 @@ def check_header(header: utilities_pb2.UploadHeader, errors: FieldViolations) ->
         errors.add("header.mtime", "must not be before 1970")
     if header.request_id and not _REQUEST_ID.match(header.request_id):
         errors.add("header.request_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 @dataclass(frozen=True)
@@ -96,7 +89,7 @@ async def _fill(
     expected = header.expected_size if header.HasField("expected_size") else None
 
     def write(data: bytes) -> None:
-        fd.run(lambda n: _write_all(n, data))
+        fd.run(lambda n: write_all(n, data))
         digest.update(data)
 
     async for message in chunks:

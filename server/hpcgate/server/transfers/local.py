@@ -20,9 +20,8 @@ from hpcgate.server import privsep
 from hpcgate.server.api.errors import ApiError
 from hpcgate.server.config import FilesConfig, SystemConfig
 from hpcgate.server.files.access import FileAccess
-from hpcgate.server.files.descriptors import Descriptor
-from hpcgate.server.files.reading import HASH_BLOCK, _read_exactly
-from hpcgate.server.files.uploads import _write_all
+from hpcgate.server.files.descriptors import Descriptor, read_exactly, write_all
+from hpcgate.server.files.reading import HASH_BLOCK
 from hpcgate.server.tasks.model import TaskFailed
 from hpcgate.server.transfers.endpoint import Item, ItemKind, Written
 
@@ -112,7 +111,7 @@ class LocalEndpoint:
             position = offset
 
             def read(at: int) -> bytes:
-                return fd.run(lambda n: _read_exactly(n, CHUNK, at))
+                return fd.run(lambda n: read_exactly(n, CHUNK, at))
 
             pending = asyncio.ensure_future(asyncio.to_thread(read, position))
             try:
@@ -151,7 +150,7 @@ class LocalEndpoint:
             written = 0
 
             def write(data: bytes) -> None:
-                fd.run(lambda n: _write_all(n, data))
+                fd.run(lambda n: write_all(n, data))
                 if not verify:
                     digest.update(data)
 
@@ -189,7 +188,7 @@ class LocalEndpoint:
         try:
             while True:
                 data = await asyncio.to_thread(
-                    fd.run, lambda n, at=size: _read_exactly(n, HASH_BLOCK, at)
+                    fd.run, lambda n, at=size: read_exactly(n, HASH_BLOCK, at)
                 )
                 if not data:
                     return digest, size
