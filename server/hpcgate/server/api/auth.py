@@ -10,7 +10,7 @@ from typing import Any
 from google.protobuf import duration_pb2
 
 from hpcgate.server.api.errors import FieldViolations
-from hpcgate.server.api.timeconv import timestamp
+from hpcgate.server.api.timeconv import read_duration, timestamp
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.auth.check import peer_address
 from hpcgate.server.auth.scopes import ALL_SCOPES
@@ -46,8 +46,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             if scope not in ALL_SCOPES:
                 errors.add(f"scopes[{i}]", f"unknown scope; use one of {sorted(ALL_SCOPES)}")
         lifetime = None
-        if request.HasField("requested_lifetime"):
-            lifetime = request.requested_lifetime.ToTimedelta().total_seconds()
+        if (asked := read_duration(request, "requested_lifetime", errors)) is not None:
+            lifetime = asked.total_seconds()
             if lifetime <= 0:
                 errors.add("requested_lifetime", "must be positive")
         errors.raise_if_any()

@@ -17,6 +17,22 @@ from grpc_status import rpc_status
 
 from hpcgate.server import privsep
 
+# A client drops a status whose metadata passes 8 KiB (grpc's default soft limit) and
+# reports RESOURCE_EXHAUSTED instead. Messages and violations echo request values, so they
+# are clipped: at most 1000 bytes of message (3 KB once percent-encoded), ten violations.
+MAX_MESSAGE_BYTES = 1000
+MAX_FIELD_BYTES = 100
+MAX_DESCRIPTION_BYTES = 200
+MAX_VIOLATIONS = 10
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes, marked with '...' when cut."""
+    data = text.encode(errors="replace")
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "..."
+
 
 class ApiError(Exception):
     """An error to send to the client as-is: a canonical code and a helpful message."""
@@ -27,6 +43,7 @@ class ApiError(Exception):
         message: str,
         details: Iterable[any_pb2.Any] = (),
     ) -> None:
+        message = clip(message, MAX_MESSAGE_BYTES)
         super().__init__(message)
         self.code = code
         self.message = message
@@ -58,7 +75,13 @@ class FieldViolations:
 
 def invalid_argument(violations: Iterable[tuple[str, str]]) -> ApiError:
     """INVALID_ARGUMENT with a google.rpc.BadRequest detail naming each bad field."""
-    pairs = list(violations)
+    listed = list(violations)
+    pairs = [
+        (clip(f, MAX_FIELD_BYTES), clip(d, MAX_DESCRIPTION_BYTES))
+        for f, d in listed[:MAX_VIOLATIONS]
+    ]
+    if len(listed) > MAX_VIOLATIONS:
+        pairs.append(("...", f"and {len(listed) - MAX_VIOLATIONS} more"))
     bad_request = error_details_pb2.BadRequest(
         field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in pairs

@@ -1,10 +1,10 @@
 """The server interceptor every RPC passes through.
 
-It runs the auth check (and makes the caller available to the handler), turns
-`ApiError` into a rich status, turns any other exception into INTERNAL with a reference
-id (the traceback goes to the log, never to the client), and writes one structured log
-line per RPC: method, peer, status code, duration, and for authenticated RPCs the user
-and client id (the audit log).
+It runs the auth check (and makes the caller available to the handler), refuses a
+request that could not be decoded (decoding.py), turns `ApiError` into a rich status,
+turns any other exception into INTERNAL with a reference id (the traceback goes to the
+log, never to the client), and writes one structured log line per RPC: method, peer,
+status code, duration, and for authenticated RPCs the user and client id (the audit log).
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from hpcgate.server.api.decoding import decoded, decoded_stream, tolerant
 from hpcgate.server.api.errors import ApiError
 from hpcgate.server.auth.caller import Caller, reset_caller, set_caller
 
 log = logging.getLogger("hpcgate.rpc")
 # Decides who the caller is (None for public RPCs); raises ApiError to refuse the call.
 Authenticate = Callable[[str, Any], Awaitable[Caller | None]]
+# The request (or request iterator) as the servicer gets it; refuses undecodable ones.
+Decode = Callable[[Any], Any]
 
 
 async def _public(method: str, context: Any) -> Caller | None:
@@ -77,7 +80,10 @@ class _CallRecord:
 
 
 def _wrap_unary(
-    behavior: Callable[..., Awaitable[Any]], method: str, authenticate: Authenticate
+    behavior: Callable[..., Awaitable[Any]],
+    method: str,
+    authenticate: Authenticate,
+    decode: Decode = decoded,
 ) -> Callable[..., Any]:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         record = _CallRecord(method, context)
@@ -85,7 +91,7 @@ def _wrap_unary(
         try:
             record.caller = await authenticate(method, context)
             token = set_caller(record.caller)
-            return await behavior(request, context)
+            return await behavior(decode(request), context)
         except BaseException as e:
             await record.fail(e)
         finally:
@@ -97,7 +103,10 @@ def _wrap_unary(
 
 
 def _wrap_stream(
-    behavior: Callable[..., Any], method: str, authenticate: Authenticate
+    behavior: Callable[..., Any],
+    method: str,
+    authenticate: Authenticate,
+    decode: Decode = decoded,
 ) -> Callable[..., Any]:
     async def handler(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -107,7 +116,7 @@ def _wrap_stream(
             record.caller = await authenticate(method, context)
             # An async generator keeps its own context copy: set the caller inside it.
             set_caller(record.caller)
-            result = behavior(request, context)
+            result = behavior(decode(request), context)
             if inspect.isasyncgen(result):
                 async for item in result:
                     yield item
@@ -144,27 +153,29 @@ class ObservingInterceptor(_ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        # Undecodable requests reach the wrappers as markers (decoding.py), not exceptions.
+        deserializer = tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary, method, self.authenticate),
-                handler.request_deserializer,
+                deserializer,
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method, self.authenticate),
-                handler.request_deserializer,
+                _wrap_unary(handler.stream_unary, method, self.authenticate, decoded_stream),
+                deserializer,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(handler.unary_stream, method, self.authenticate),
-                handler.request_deserializer,
+                deserializer,
                 handler.response_serializer,
             )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream, method, self.authenticate),
-            handler.request_deserializer,
+            _wrap_stream(handler.stream_stream, method, self.authenticate, decoded_stream),
+            deserializer,
             handler.response_serializer,
         )

@@ -12,7 +12,7 @@ import grpc
 from hpcgate.server.api.errors import ApiError, FieldViolations, not_found
 from hpcgate.server.api.pagination import check_page_request, paginate
 from hpcgate.server.api.resources import system_id_from_filter, system_id_from_name
-from hpcgate.server.api.timeconv import duration, timestamp
+from hpcgate.server.api.timeconv import duration, read_duration, timestamp
 from hpcgate.server.config import Config
 from hpcgate.server.state.store import Note, Outage, StateStore
 from hpcgate.server.status import model
@@ -184,14 +184,14 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
     ) -> AsyncIterator[status_pb2.WatchSystemsResponse]:
         errors = FieldViolations()
         ids = [system_id_from_name(n, f"names[{i}]", errors) for i, n in enumerate(request.names)]
+        asked = read_duration(request, "heartbeat_interval", errors)
         errors.raise_if_any()
         selected = [self._status_of(i).system_id for i in ids] or [
             s.id for s in self.config.systems
         ]
         interval = self.config.status.heartbeat_interval
-        if request.HasField("heartbeat_interval"):
-            interval = request.heartbeat_interval.ToTimedelta().total_seconds()
-            interval = min(max(interval, MIN_HEARTBEAT), MAX_HEARTBEAT)
+        if asked is not None:
+            interval = min(max(asked.total_seconds(), MIN_HEARTBEAT), MAX_HEARTBEAT)
         # Subscribe before taking the snapshot, so no change can fall between the two.
         with self.hub.subscribe(selected) as subscription:
             yield status_pb2.WatchSystemsResponse(

@@ -17,7 +17,7 @@ import grpc
 
 from hpcgate.server.api.errors import ApiError, FieldViolations, not_found
 from hpcgate.server.api.pagination import check_page_request, next_page_token, page_window
-from hpcgate.server.api.timeconv import timestamp
+from hpcgate.server.api.timeconv import read_duration, read_timestamp, timestamp
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.config import TasksConfig
 from hpcgate.server.tasks.convert import KIND_FROM_PROTO, STATE_FROM_PROTO, task_to_proto
@@ -82,10 +82,8 @@ class TasksServicer(tasks_pb2_grpc.TasksServiceServicer):
                 errors.add(f"kinds[{i}]", "must be a task kind such as TASK_KIND_TRANSFER")
             else:
                 kinds.append(KIND_FROM_PROTO[kind])
-        after = request.created_after.ToDatetime(UTC) if request.HasField("created_after") \
-            else None  # fmt: skip
-        before = request.created_before.ToDatetime(UTC) if request.HasField("created_before") \
-            else None  # fmt: skip
+        after = read_timestamp(request, "created_after", errors)
+        before = read_timestamp(request, "created_before", errors)
         if after is not None and before is not None and before <= after:
             errors.add("created_before", "must be later than created_after")
         errors.raise_if_any()
@@ -117,9 +115,8 @@ class TasksServicer(tasks_pb2_grpc.TasksServiceServicer):
         errors = FieldViolations()
         task_id = task_id_from_name(request.name, "name", errors)
         heartbeat = self.settings.heartbeat_interval
-        if request.HasField("heartbeat_interval"):
-            asked = request.heartbeat_interval.ToTimedelta().total_seconds()
-            heartbeat = min(max(asked, MIN_HEARTBEAT), MAX_HEARTBEAT)
+        if (asked := read_duration(request, "heartbeat_interval", errors)) is not None:
+            heartbeat = min(max(asked.total_seconds(), MIN_HEARTBEAT), MAX_HEARTBEAT)
         errors.raise_if_any()
         # Subscribed before reading the task: no change can fall between the two.
         with self.runner.watch(task_id) as watch:

@@ -61,6 +61,7 @@ import grpc
 
 from hpcgate.server import privsep
 from hpcgate.server.api.errors import ApiError, FieldViolations, from_os_error, from_privsep
+from hpcgate.server.api.timeconv import read_duration
 from hpcgate.server.config import CommandsConfig
 from hpcgate.v1 import utilities_pb2
 
@@ -143,12 +144,12 @@ def validate(request: utilities_pb2.RunCommandRequest, config: CommandsConfig) -
             bad.add(f"environment.{key}", "the value must not contain NUL bytes")
 
     timeout = config.default_timeout
-    if request.HasField("timeout"):
-        seconds, nanos = request.timeout.seconds, request.timeout.nanos
-        if seconds < 0 or nanos < 0 or nanos >= 1_000_000_000:
+    if read_duration(request, "timeout", bad) is not None:  # None: unset or out of range
+        nanoseconds = request.timeout.ToNanoseconds()  # not the timedelta's microseconds
+        if nanoseconds < 0:
             bad.add("timeout", "must be a non-negative duration")
-        elif seconds or nanos:  # an explicit zero means the default, like an unset one
-            timeout = seconds + nanos / 1e9
+        elif nanoseconds:  # an explicit zero means the default, like an unset one
+            timeout = nanoseconds / 1e9
             if timeout > config.max_timeout:
                 bad.add(
                     "timeout",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import grpc
 
 from hpcgate.server.api.errors import ApiError, FieldViolations, invalid_argument
+from hpcgate.server.api.timeconv import read_timestamp
 from hpcgate.server.files.access import FileAccess, Upload
 from hpcgate.server.files.descriptors import Descriptor, write_all
 from hpcgate.server.files.errors import file_error
@@ -37,7 +38,8 @@ def check_header(header: utilities_pb2.UploadHeader, errors: FieldViolations) ->
         errors.add("header.mode", "must be permission bits, at most 0o7777 (4095)")
     if header.expected_sha256 and not _SHA256.match(header.expected_sha256):
         errors.add("header.expected_sha256", "must be 64 lower-case hex digits")
-    if header.HasField("mtime") and header.mtime.ToNanoseconds() < 0:
+    mtime = read_timestamp(header, "mtime", errors, "header.mtime")
+    if mtime is not None and mtime.timestamp() < 0:
         errors.add("header.mtime", "must not be before 1970")
     if header.request_id and not _REQUEST_ID.match(header.request_id):
         errors.add("header.request_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
