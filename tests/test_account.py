@@ -217,6 +217,27 @@ def unreachable_slurmdbd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     yield
 
 
+async def test_a_caller_without_an_account_is_not_found(
+    auth_gateway: Gateway, account: account_pb2_grpc.AccountServiceStub
+) -> None:
+    """A valid token for a user the system does not know (removed since, or a typo in
+    `hpcgate-server token --user`): every RPC about the caller is NOT_FOUND, saying so."""
+    metadata = bearer(auth_gateway, "hpcgate-no-such-user")
+    for call in (
+        account.GetUser(account_pb2.GetUserRequest(), metadata=metadata),
+        account.ListProjects(account_pb2.ListProjectsRequest(), metadata=metadata),
+        account.ListGroups(account_pb2.ListGroupsRequest(), metadata=metadata),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await call
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND, e.value.details()
+        assert "your user 'hpcgate-no-such-user' does not exist" in (e.value.details() or "")
+    # ... and a bad page token is INVALID_ARGUMENT before that.
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await account.ListGroups(account_pb2.ListGroupsRequest(page_token="zzz"), metadata=metadata)
+    assert bad_request_fields(bad.value) == ["page_token"]
+
+
 def servicer_with(adapter: SlurmAdapter, tmp_path: Path) -> AccountServicer:
     config = fast_config(tmp_path)
     return AccountServicer(config, {config.systems[0].id: adapter})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from google.rpc import error_details_pb2
 
 from hpcgate.server.api.errors import FieldViolations
 from hpcgate.server.compute.submit import build_submission, parse_time_limit
@@ -129,3 +130,61 @@ def test_script_path_and_arguments() -> None:
     )
     assert not bad and sub.argv(None)[-3:] == ["/home/a/run.sh", "--in", "x y"]
     assert build(compute_pb2.SubmitJobRequest(script_path="run.sh"))[1] == {"script_path"}
+
+
+def _sbatch_error(*lines: str) -> str:
+    return "".join(f"sbatch: error: {line}\n" for line in lines)
+
+
+_POLICY = "Batch job submission failed: Job violates accounting/QOS policy (job submit limit, \
+user's size and/or time limits)"
+
+
+@pytest.mark.parametrize(
+    ("stderr", "code", "field"),
+    # sbatch's stderr as Slurm 22.05 prints it: the QOSMaxSubmitJobPerUser, AssocMaxSubmitJob
+    # and QOSMaxWallDurationPerJob cases were captured on the test cluster (test_compute.py
+    # hits them for real); the other reasons are Slurm's names of the same kind.
+    [
+        (_sbatch_error("QOSMaxSubmitJobPerUserLimit", _POLICY), "RESOURCE_EXHAUSTED", ""),
+        (_sbatch_error("AssocMaxSubmitJobLimit", _POLICY), "RESOURCE_EXHAUSTED", ""),
+        (_sbatch_error("AssocGrpSubmitJobsLimit", _POLICY), "RESOURCE_EXHAUSTED", ""),
+        (_sbatch_error(_POLICY), "RESOURCE_EXHAUSTED", ""),
+        (
+            _sbatch_error("QOSMaxWallDurationPerJobLimit", _POLICY),
+            "INVALID_ARGUMENT",
+            "options.time_limit",
+        ),
+        (_sbatch_error("QOSMaxCpuPerJobLimit", _POLICY), "INVALID_ARGUMENT", "options"),
+        (
+            _sbatch_error(
+                "Batch job submission failed: Invalid account or account/partition "
+                "combination specified"
+            ),
+            "PERMISSION_DENIED",
+            "",
+        ),
+        (
+            _sbatch_error("Batch job submission failed: Invalid partition name specified"),
+            "INVALID_ARGUMENT",
+            "options.partition",
+        ),
+        (
+            _sbatch_error("Batch job submission failed: Node count specification invalid"),
+            "INVALID_ARGUMENT",
+            "options.nodes",
+        ),
+        (_sbatch_error("Batch job submission failed: Something new"), "FAILED_PRECONDITION", ""),
+    ],
+)
+def test_sbatch_refusals_map_to_canonical_codes(stderr: str, code: str, field: str) -> None:
+    from hpcgate.server.api.compute import _refusal
+
+    error = _refusal(stderr)
+    assert error.code.name == code, error.message
+    assert error.message.count("sbatch: error:") == 0 and "Slurm refused the job: " in error.message
+    assert stderr.splitlines()[0].removeprefix("sbatch: error: ") in error.message
+    if field:
+        bad = error_details_pb2.BadRequest()
+        assert error.details[0].Unpack(bad)
+        assert [v.field for v in bad.field_violations] == [field]

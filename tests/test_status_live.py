@@ -262,3 +262,43 @@ async def test_watch_sends_heartbeats_and_frees_its_subscription(
             break
         await asyncio.sleep(0.1)
     assert gateway.hub.subscriber_count == 0
+
+
+async def test_every_documented_error_of_each_rpc(channel: grpc.aio.Channel) -> None:
+    """status.proto's Errors lines, one call each: INVALID_ARGUMENT naming the field, or
+    NOT_FOUND naming the known systems."""
+    stub = status_pb2_grpc.StatusServiceStub(channel)
+
+    async def refused(call: object) -> grpc.aio.AioRpcError:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            if hasattr(call, "__aiter__"):
+                async for _ in call:  # type: ignore[attr-defined]
+                    pass
+            else:
+                await call  # type: ignore[misc]
+        return e.value
+
+    def fields(error: grpc.aio.AioRpcError) -> set[str]:
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+        status = rpc_status.from_call(error)
+        assert status is not None
+        bad_request = error_details_pb2.BadRequest()
+        assert status.details[0].Unpack(bad_request)
+        return {v.field for v in bad_request.field_violations}
+
+    assert fields(await refused(stub.ListSystems(status_pb2.ListSystemsRequest(
+        page_token="not-a-token")))) == {"page_token"}  # fmt: skip
+    assert fields(await refused(stub.WatchSystems(status_pb2.WatchSystemsRequest(
+        names=["systems/local", "Bad Name"])))) == {"names[1]"}  # fmt: skip
+    assert fields(await refused(stub.ListOutages(status_pb2.ListOutagesRequest(
+        statuses=[status_pb2.OUTAGE_STATUS_UNSPECIFIED])))) == {"statuses[0]"}  # fmt: skip
+    assert fields(await refused(stub.ListNotes(status_pb2.ListNotesRequest(
+        system="Bad System", page_token="zzz")))) == {"system", "page_token"}  # fmt: skip
+    for call in (
+        stub.WatchSystems(status_pb2.WatchSystemsRequest(names=["systems/nowhere"])),
+        stub.ListOutages(status_pb2.ListOutagesRequest(system="nowhere")),
+        stub.ListNotes(status_pb2.ListNotesRequest(system="systems/nowhere")),
+    ):
+        error = await refused(call)
+        assert error.code() == grpc.StatusCode.NOT_FOUND, error.details()
+        assert "local" in (error.details() or ""), error.details()

@@ -288,3 +288,120 @@ async def test_start_transfer_validation_and_idempotency(
             metadata=md,
         )
     assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_a_retry_returns_the_first_task_whatever_its_state(
+    two_systems: Gateway, channel_of: grpc.aio.Channel, alice_dir: Path
+) -> None:
+    """Issue 11: a retry after the first transfer ended used to be re-checked against the
+    files it had changed (ALREADY_EXISTS for a copied destination, NOT_FOUND for a moved
+    source) instead of returning the first task."""
+    md = bearer(two_systems, "alice", RW)
+    stub = storage_pb2_grpc.StorageServiceStub(channel_of)
+    tasks = tasks_pb2_grpc.TasksServiceStub(channel_of)
+    make_owned(alice_dir / "f", "alice", 0o600, b"copied")
+    make_owned(alice_dir / "m", "alice", 0o600, b"moved")
+    make_owned(alice_dir / "tree", "alice", 0o700)
+    make_owned(alice_dir / "tree" / "bobs", "bob", 0o600, b"not alice's to read")
+    big = alice_dir / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(2 * 1024**3)
+    os.chown(big, 1001, 1002)
+    copy = request(t.TRANSFER_KIND_COPY, f"{alice_dir}/f", f"{alice_dir}/g", request_id="c-1")
+    move = request(t.TRANSFER_KIND_MOVE, f"{alice_dir}/m", f"{alice_dir}/n", request_id="m-1")
+    fail = request(
+        t.TRANSFER_KIND_COPY,
+        f"{alice_dir}/tree",
+        f"{alice_dir}/tree2",
+        recursive=True,
+        request_id="f-1",
+    )
+    cancel = request(t.TRANSFER_KIND_COPY, str(big), f"{alice_dir}/big2", request_id="x-1")
+
+    ended: dict[str, t.Task] = {}
+    for req in (copy, move, fail):
+        first = await stub.StartTransfer(req, metadata=md)
+        ended[req.request_id] = await wait_task(channel_of, md, first.task.name)
+    started = await stub.StartTransfer(cancel, metadata=md)
+    await tasks.CancelTask(t.CancelTaskRequest(name=started.task.name), metadata=md)
+    ended["x-1"] = await wait_task(channel_of, md, started.task.name)
+    assert [ended[k].state for k in ("c-1", "m-1", "f-1", "x-1")] == [
+        t.TASK_STATE_SUCCEEDED,
+        t.TASK_STATE_SUCCEEDED,
+        t.TASK_STATE_FAILED,
+        t.TASK_STATE_CANCELLED,
+    ], ended["f-1"].error.message
+    assert not (alice_dir / "m").exists() and (alice_dir / "n").read_bytes() == b"moved"
+
+    def entries() -> list[str]:  # a cancelled copy's .part may still be going away
+        return sorted(p.name for p in alice_dir.iterdir() if not p.name.endswith(".part"))
+
+    before = entries()
+
+    for req in (copy, move, fail, cancel):
+        again = (await stub.StartTransfer(req, metadata=md)).task
+        first = ended[req.request_id]
+        assert (again.name, again.state) == (first.name, first.state), again
+        assert again.request_id == req.request_id
+    listed = await tasks.ListTasks(t.ListTasksRequest(), metadata=md)
+    assert len(listed.tasks) == 4  # no second transfer was started
+    assert entries() == before
+
+    # The same id with a different request is refused, whatever the first task's state.
+    for req, other in ((copy, "h"), (move, "o"), (cancel, "big3")):
+        changed = s.StartTransferRequest()
+        changed.CopyFrom(req)
+        changed.destination.path = f"{alice_dir}/{other}"
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.StartTransfer(changed, metadata=md)
+        assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS, e.value.details()
+        assert "use a new request_id" in (e.value.details() or "")
+    # Another user's identical id is independent of alice's.
+    with user_dir("bob") as bob_dir:
+        make_owned(bob_dir / "f", "bob", 0o600, b"bob's")
+        bobs = request(t.TRANSFER_KIND_COPY, f"{bob_dir}/f", f"{bob_dir}/g", request_id="c-1")
+        task = await transfer(channel_of, bearer(two_systems, "bob", RW), bobs)
+        assert task.state == t.TASK_STATE_SUCCEEDED and task.name != ended["c-1"].name
+
+
+async def test_too_many_unfinished_transfers_is_resource_exhausted(
+    slurm_cluster: None, gateway_factory: GatewayFactory, tmp_path: Path, alice_dir: Path
+) -> None:
+    """storage.proto: RESOURCE_EXHAUSTED when the caller has too many active transfers
+    (tasks.max_unfinished_per_user), with what to do; bob is not affected by alice's."""
+    base = fast_config(tmp_path)
+    gateway = await gateway_factory(
+        replace(base, tasks=replace(base.tasks, max_unfinished_per_user=1))
+    )
+    md = bearer(gateway, "alice", RW)
+    big = alice_dir / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(2 * 1024**3)  # sparse: long enough to copy and hash
+    os.chown(big, 1001, 1002)
+    make_owned(alice_dir / "small", "alice", 0o600, b"x")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        stub = storage_pb2_grpc.StorageServiceStub(channel)
+        running = await stub.StartTransfer(
+            request(t.TRANSFER_KIND_COPY, str(big), f"{alice_dir}/copy.bin"), metadata=md
+        )
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await stub.StartTransfer(
+                    request(t.TRANSFER_KIND_COPY, f"{alice_dir}/small", f"{alice_dir}/s2"),
+                    metadata=md,
+                )
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
+            assert "CancelTask" in (e.value.details() or "")
+            with user_dir("bob") as bob_dir:
+                make_owned(bob_dir / "f", "bob", 0o600, b"bob's")
+                done = await transfer(
+                    channel,
+                    bearer(gateway, "bob", RW),
+                    request(t.TRANSFER_KIND_COPY, f"{bob_dir}/f", f"{bob_dir}/g"),
+                )
+                assert done.state == t.TASK_STATE_SUCCEEDED
+        finally:
+            await tasks_pb2_grpc.TasksServiceStub(channel).CancelTask(
+                t.CancelTaskRequest(name=running.task.name), metadata=md
+            )
+            await wait_task(channel, md, running.task.name)

@@ -14,7 +14,7 @@ from transfer_helpers import make_tree, owners, snapshot, wait_task
 
 from conftest import GatewayFactory, bearer
 from hpcgate.v1 import storage_pb2 as s
-from hpcgate.v1 import storage_pb2_grpc
+from hpcgate.v1 import storage_pb2_grpc, tasks_pb2_grpc
 from hpcgate.v1 import tasks_pb2 as t
 
 RW = ("read", "write")
@@ -99,3 +99,34 @@ async def test_peers_are_only_for_configured_facilities_and_allowed_users(
                     metadata=bearer(a, user, RW),
                 )
             assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, e.value.details()
+
+
+async def test_a_peer_that_does_not_answer_is_unavailable(
+    slurm_cluster: None,
+    gateway_factory: GatewayFactory,
+    tmp_path: Path,
+    alice_dir: Path,
+) -> None:
+    """storage.proto: UNAVAILABLE (retry later) when the peer facility does not respond;
+    no task is started."""
+    a, b, peer = await peer_pair(gateway_factory, tmp_path)
+    await b.stop()
+    (alice_dir / "f").write_bytes(b"x")
+    md = bearer(a, "alice", RW)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as channel:
+        stub = storage_pb2_grpc.StorageServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.StartTransfer(
+                s.StartTransferRequest(
+                    kind=t.TRANSFER_KIND_COPY,
+                    source=t.TransferEndpoint(system="local", path=f"{alice_dir}/f"),
+                    destination=t.TransferEndpoint(facility=peer, path="/tmp/x"),
+                ),
+                metadata=md,
+            )
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value.details()
+        assert peer in (e.value.details() or ""), e.value.details()
+        listed = await tasks_pb2_grpc.TasksServiceStub(channel).ListTasks(
+            t.ListTasksRequest(), metadata=md
+        )
+        assert not listed.tasks

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -282,6 +284,100 @@ async def test_make_directory_move_copy_remove(
     assert Path("/home/alice").is_dir()
 
 
+def tree_with_locked_directories(root: Path) -> Path:
+    """alice's tree: nested mode-000 directories holding files, a read-only directory, an
+    empty mode-000 directory, and a symlink to a mode-000 directory of hers outside it."""
+    make_owned(root, "alice", 0o500)  # read-only: its entries cannot be unlinked as is
+    a = make_owned(root / "a", "alice", 0o700)
+    b = make_owned(a / "b", "alice", 0o700)
+    make_owned(b / "f", "alice", 0o000, b"deep")
+    make_owned(a / "g", "alice", 0o600, b"shallow")
+    make_owned(root / "empty", "alice", 0o000)
+    os.symlink("../outside", root / "link")
+    os.lchown(root / "link", 1001, 1002)
+    os.chmod(b, 0o000)
+    os.chmod(a, 0o000)
+    return root
+
+
+async def test_recursive_remove_unlocks_the_callers_own_mode_000_directories(
+    gateway: Gateway, files: utilities_pb2_grpc.UtilitiesServiceStub, alice_dir: Path
+) -> None:
+    """Issue 11: `rm -rf` as alice cannot remove her own non-empty mode-000 directories
+    (checked below); Remove gives each directory of hers it has to empty u+rwx first."""
+    outside = make_owned(alice_dir / "outside", "alice", 0o700)
+    make_owned(outside / "keep", "alice", 0o600, b"keep")
+    os.chmod(outside, 0o000)
+    by_rm = tree_with_locked_directories(alice_dir / "by-rm")
+    rm = subprocess.run(
+        ["runuser", "-u", "alice", "--", "rm", "-rf", str(by_rm)], capture_output=True, text=True
+    )
+    assert rm.returncode != 0 and "Permission denied" in rm.stderr and by_rm.exists()
+
+    tree = tree_with_locked_directories(alice_dir / "tree")
+    md = bearer(gateway, "alice", RW)
+    await files.Remove(u.RemoveRequest(system="local", path=str(tree), recursive=True), metadata=md)
+    assert not os.path.lexists(tree)
+    # The link was removed, not followed: its target keeps its mode and contents.
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o000
+    assert (outside / "keep").read_bytes() == b"keep"
+    # What rm -rf left behind goes the same way.
+    await files.Remove(
+        u.RemoveRequest(system="local", path=str(by_rm), recursive=True), metadata=md
+    )
+    assert sorted(p.name for p in alice_dir.iterdir()) == ["outside"]
+
+
+async def test_recursive_remove_never_unlocks_a_directory_of_someone_else(
+    gateway: Gateway, files: utilities_pb2_grpc.UtilitiesServiceStub, alice_dir: Path
+) -> None:
+    """Attack: bob's directories inside alice's tree (one open, one mode 000). Remove as
+    alice takes what is hers, leaves bob's as they were (modes included) and answers
+    PERMISSION_DENIED naming the directory and its owner."""
+    tree = make_owned(alice_dir / "tree", "alice", 0o700)
+    mine = make_owned(tree / "mine", "alice", 0o700)
+    make_owned(mine / "f", "alice", 0o600, b"alice's")
+    os.chmod(mine, 0o000)
+    open_dir = make_owned(tree / "bobs-open", "bob", 0o755)
+    make_owned(open_dir / "f", "bob", 0o644, b"bob's")
+    locked = make_owned(tree / "bobs-locked", "bob", 0o700)
+    make_owned(locked / "f", "bob", 0o600, b"bob's secret")
+    os.chmod(locked, 0o000)
+    md = bearer(gateway, "alice", RW)
+    for _ in range(2):  # the second time only bob's directories are left
+        error = await fails(
+            files.Remove(
+                u.RemoveRequest(system="local", path=str(tree), recursive=True), metadata=md
+            ),
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
+        details = error.details() or ""
+        assert details.startswith(f"removing {tree}: Permission denied"), details
+        assert "belongs to bob, not you" in details and "ask bob" in details, details
+        assert sorted(p.name for p in tree.iterdir()) == ["bobs-locked", "bobs-open"]
+        assert stat.S_IMODE(open_dir.stat().st_mode) == 0o755
+        assert stat.S_IMODE(locked.stat().st_mode) == 0o000
+        assert (open_dir / "f").read_bytes() == b"bob's"
+        assert (locked / "f").read_bytes() == b"bob's secret"
+    # Bob's directory given directly: refused the same way, still untouched.
+    error = await fails(
+        files.Remove(
+            u.RemoveRequest(system="local", path=str(locked), recursive=True), metadata=md
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert f"{locked} belongs to bob" in (error.details() or "")
+    assert stat.S_IMODE(locked.stat().st_mode) == 0o000
+    error = await fails(
+        files.Remove(
+            u.RemoveRequest(system="local", path=str(open_dir), recursive=True), metadata=md
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert f"{open_dir}/f is in {open_dir}, which belongs to bob" in (error.details() or "")
+    assert (open_dir / "f").read_bytes() == b"bob's"
+
+
 async def test_change_mode_and_symlink(
     gateway: Gateway, files: utilities_pb2_grpc.UtilitiesServiceStub, alice_dir: Path
 ) -> None:
@@ -549,6 +645,134 @@ async def test_upload_limit_is_enforced_while_streaming(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
         )
     assert leftovers(alice_dir) == []
+
+
+async def test_each_rpcs_documented_wrong_type_and_argument_errors(
+    gateway: Gateway, files: utilities_pb2_grpc.UtilitiesServiceStub, alice_dir: Path
+) -> None:
+    """The Errors lines of utilities.proto not exercised above, one real call each."""
+    md = bearer(gateway, "alice", RW)
+    a_file = str(make_owned(alice_dir / "file", "alice", 0o600, b"data"))
+    a_dir = str(make_owned(alice_dir / "dir", "alice", 0o700))
+    make_owned(alice_dir / "dir" / "inside", "alice", 0o600, b"x")
+    local = "local"
+    wrong_type = [
+        files.ListDirectory(u.ListDirectoryRequest(system=local, path=a_file), metadata=md),
+        files.View(u.ViewRequest(system=local, path=a_dir), metadata=md),
+        download(files, md, a_dir),
+        files.Upload(
+            upload_messages(u.UploadHeader(system=local, path=a_dir, overwrite=True), [b"x"]),
+            metadata=md,
+        ),
+        # A directory may not replace a file, nor a file a directory.
+        files.Move(
+            u.MoveRequest(system=local, source_path=a_dir, destination_path=a_file, overwrite=True),
+            metadata=md,
+        ),
+        files.Move(
+            u.MoveRequest(system=local, source_path=a_file, destination_path=a_dir, overwrite=True),
+            metadata=md,
+        ),
+    ]
+    for call in wrong_type:
+        await fails(call, grpc.StatusCode.FAILED_PRECONDITION)
+    # mkdir -p over a file.
+    await fails(
+        files.MakeDirectory(
+            u.MakeDirectoryRequest(system=local, path=f"{a_file}", parents=True), metadata=md
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+    )
+    error = await fails(
+        files.Checksum(u.ChecksumRequest(system=local, path=a_file, algorithm=99), metadata=md),  # type: ignore[arg-type]
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert set(field_violations(error)) == {"algorithm"}
+    error = await fails(
+        files.ListDirectory(
+            u.ListDirectoryRequest(system=local, path=a_dir, page_token="zzz"), metadata=md
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert set(field_violations(error)) == {"page_token"}
+
+    async def header_twice() -> AsyncIterator[u.UploadRequest]:
+        header = u.UploadHeader(system=local, path=f"{alice_dir}/twice")
+        yield u.UploadRequest(header=header)
+        yield u.UploadRequest(chunk=u.UploadChunk(data=b"x"))
+        yield u.UploadRequest(header=header)
+
+    await fails(files.Upload(header_twice(), metadata=md), grpc.StatusCode.INVALID_ARGUMENT)
+    assert leftovers(alice_dir) == ["dir", "file"]
+    assert (alice_dir / "file").read_bytes() == b"data"
+
+
+async def test_size_limits_time_limits_and_a_full_filesystem(
+    slurm_cluster: None, gateway_factory: GatewayFactory, tmp_path: Path, alice_dir: Path
+) -> None:
+    """RESOURCE_EXHAUSTED for Copy and a cross-filesystem Move over the synchronous limit
+    (pointing to StartTransfer) and for a full filesystem (a real 64 KiB tmpfs);
+    DEADLINE_EXCEEDED for a Checksum over the operation time limit."""
+    base = fast_config(tmp_path)
+    limited = await gateway_factory(
+        replace(base, files=replace(base.files, copy_max_bytes=1000, copy_max_files=5))
+    )
+    hurried = await gateway_factory(replace(base, files=replace(base.files, operation_timeout=0.3)))
+    make_owned(alice_dir / "big", "alice", 0o600, os.urandom(4000))
+    tree = make_owned(alice_dir / "tree", "alice", 0o700)
+    for i in range(8):
+        make_owned(tree / f"f{i}", "alice", 0o600, b"small")
+    shm = f"/dev/shm/hpcgate-test-{os.urandom(4).hex()}"  # another filesystem than /home
+    small = make_owned(alice_dir / "small", "alice", 0o700)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,uid=1001,gid=1002,mode=0700", "tmpfs",
+         str(small)], check=True,
+    )  # fmt: skip
+    sparse = alice_dir / "sparse"
+    with open(sparse, "wb") as f:
+        f.truncate(4 * 1024**3)  # 4 GiB to hash, no disk used
+    os.chown(sparse, 1001, 1002)
+    md = bearer(limited, "alice", RW)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{limited.port}") as channel:
+            stub = utilities_pb2_grpc.UtilitiesServiceStub(channel)
+            for call in (
+                stub.Copy(u.CopyRequest(system="local", source_path=f"{alice_dir}/big",
+                                        destination_path=f"{alice_dir}/big2"), metadata=md),
+                stub.Copy(u.CopyRequest(system="local", source_path=str(tree), recursive=True,
+                                        destination_path=f"{alice_dir}/tree2"), metadata=md),
+                stub.Move(u.MoveRequest(system="local", source_path=f"{alice_dir}/big",
+                                        destination_path=shm), metadata=md),
+            ):  # fmt: skip
+                error = await fails(call, grpc.StatusCode.RESOURCE_EXHAUSTED)
+                assert "StartTransfer" in (error.details() or ""), error.details()
+            assert not os.path.lexists(shm) and (alice_dir / "big").stat().st_size == 4000
+            error = await fails(
+                stub.Upload(
+                    upload_messages(
+                        u.UploadHeader(system="local", path=f"{small}/upload"),
+                        [os.urandom(32 * 1024) for _ in range(4)],
+                    ),
+                    metadata=md,
+                ),
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            )
+            assert "full" in (error.details() or ""), error.details()
+            assert leftovers(small) == []  # the temporary file went too
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{hurried.port}") as channel:
+            stub = utilities_pb2_grpc.UtilitiesServiceStub(channel)
+            error = await fails(
+                stub.Checksum(
+                    u.ChecksumRequest(system="local", path=str(sparse)),
+                    metadata=bearer(hurried, "alice"),
+                ),
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            )
+            assert "Download" in (error.details() or ""), error.details()
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+        shutil.rmtree(shm, ignore_errors=True)
+    assert sorted(p.name for p in alice_dir.iterdir()) == ["big", "small", "sparse", "tree"]
 
 
 # --- users and escapes ---------------------------------------------------------------

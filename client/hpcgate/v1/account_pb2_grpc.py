@@ -35,8 +35,9 @@ class AccountServiceStub:
     Every RPC needs a bearer token. Errors common to all RPCs: UNAUTHENTICATED for a
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a bad
-    page token; UNAVAILABLE (with a retry hint) when the user database or Slurm's
-    accounting (slurmdbd) does not answer.
+    page token; NOT_FOUND when the caller's own account does not exist on the system;
+    UNAVAILABLE (with a retry hint) when the user database or Slurm's accounting
+    (slurmdbd) does not answer.
     """
 
     def __init__(self, channel):
@@ -72,15 +73,16 @@ class AccountServiceServicer:
     Every RPC needs a bearer token. Errors common to all RPCs: UNAUTHENTICATED for a
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a bad
-    page token; UNAVAILABLE (with a retry hint) when the user database or Slurm's
-    accounting (slurmdbd) does not answer.
+    page token; NOT_FOUND when the caller's own account does not exist on the system;
+    UNAVAILABLE (with a retry hint) when the user database or Slurm's accounting
+    (slurmdbd) does not answer.
     """
 
     def GetUser(self, request, context):
         """Returns the caller, or a named user: uid, primary group, groups, default account.
+        Any user may be looked up, as with `id`.
         Scope: `read`.
-        Errors: NOT_FOUND for an unknown user; PERMISSION_DENIED when the server's policy
-        does not let the caller look up other users.
+        Errors: NOT_FOUND for an unknown user; INVALID_ARGUMENT for a malformed user name.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -140,8 +142,9 @@ class AccountService:
     Every RPC needs a bearer token. Errors common to all RPCs: UNAUTHENTICATED for a
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a bad
-    page token; UNAVAILABLE (with a retry hint) when the user database or Slurm's
-    accounting (slurmdbd) does not answer.
+    page token; NOT_FOUND when the caller's own account does not exist on the system;
+    UNAVAILABLE (with a retry hint) when the user database or Slurm's accounting
+    (slurmdbd) does not answer.
     """
 
     @staticmethod

@@ -36,8 +36,9 @@ class AccountServiceStub:
     Every RPC needs a bearer token. Errors common to all RPCs: UNAUTHENTICATED for a
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a bad
-    page token; UNAVAILABLE (with a retry hint) when the user database or Slurm's
-    accounting (slurmdbd) does not answer.
+    page token; NOT_FOUND when the caller's own account does not exist on the system;
+    UNAVAILABLE (with a retry hint) when the user database or Slurm's accounting
+    (slurmdbd) does not answer.
     """
 
     @_typing.overload
@@ -46,9 +47,9 @@ class AccountServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AccountServiceAsyncStub: ...
     GetUser: _grpc.UnaryUnaryMultiCallable[_account_pb2.GetUserRequest, _account_pb2.GetUserResponse]
     """Returns the caller, or a named user: uid, primary group, groups, default account.
+    Any user may be looked up, as with `id`.
     Scope: `read`.
-    Errors: NOT_FOUND for an unknown user; PERMISSION_DENIED when the server's policy
-    does not let the caller look up other users.
+    Errors: NOT_FOUND for an unknown user; INVALID_ARGUMENT for a malformed user name.
     """
     ListProjects: _grpc.UnaryUnaryMultiCallable[_account_pb2.ListProjectsRequest, _account_pb2.ListProjectsResponse]
     """Lists the Slurm accounts (projects) the caller belongs to, by name, with the
@@ -72,16 +73,17 @@ class AccountServiceAsyncStub(AccountServiceStub):
     Every RPC needs a bearer token. Errors common to all RPCs: UNAUTHENTICATED for a
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a bad
-    page token; UNAVAILABLE (with a retry hint) when the user database or Slurm's
-    accounting (slurmdbd) does not answer.
+    page token; NOT_FOUND when the caller's own account does not exist on the system;
+    UNAVAILABLE (with a retry hint) when the user database or Slurm's accounting
+    (slurmdbd) does not answer.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetUser: _aio.UnaryUnaryMultiCallable[_account_pb2.GetUserRequest, _account_pb2.GetUserResponse]  # type: ignore[assignment]
     """Returns the caller, or a named user: uid, primary group, groups, default account.
+    Any user may be looked up, as with `id`.
     Scope: `read`.
-    Errors: NOT_FOUND for an unknown user; PERMISSION_DENIED when the server's policy
-    does not let the caller look up other users.
+    Errors: NOT_FOUND for an unknown user; INVALID_ARGUMENT for a malformed user name.
     """
     ListProjects: _aio.UnaryUnaryMultiCallable[_account_pb2.ListProjectsRequest, _account_pb2.ListProjectsResponse]  # type: ignore[assignment]
     """Lists the Slurm accounts (projects) the caller belongs to, by name, with the
@@ -104,8 +106,9 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     Every RPC needs a bearer token. Errors common to all RPCs: UNAUTHENTICATED for a
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a bad
-    page token; UNAVAILABLE (with a retry hint) when the user database or Slurm's
-    accounting (slurmdbd) does not answer.
+    page token; NOT_FOUND when the caller's own account does not exist on the system;
+    UNAVAILABLE (with a retry hint) when the user database or Slurm's accounting
+    (slurmdbd) does not answer.
     """
 
     @_abc_1.abstractmethod
@@ -115,9 +118,9 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_pb2.GetUserResponse, _abc.Awaitable[_account_pb2.GetUserResponse]]:
         """Returns the caller, or a named user: uid, primary group, groups, default account.
+        Any user may be looked up, as with `id`.
         Scope: `read`.
-        Errors: NOT_FOUND for an unknown user; PERMISSION_DENIED when the server's policy
-        does not let the caller look up other users.
+        Errors: NOT_FOUND for an unknown user; INVALID_ARGUMENT for a malformed user name.
         """
 
     @_abc_1.abstractmethod

@@ -35,9 +35,9 @@ class AuthServiceStub:
 
     Scopes: `read` (look at anything the owner may see: jobs, files, tasks, accounts),
     `write` (change files, upload, start transfers, cancel tasks), `execute` (submit and
-    cancel jobs, run commands). Each RPC names the one scope it requires; scopes do not
-    imply one another, so a client that submits jobs and then watches them asks for
-    both `execute` and `read`.
+    cancel jobs, run commands). Each RPC names the one scope it requires (GetTokenInfo:
+    none); scopes do not imply one another, so a client that submits jobs and then
+    watches them asks for both `execute` and `read`.
     """
 
     def __init__(self, channel):
@@ -68,9 +68,9 @@ class AuthServiceServicer:
 
     Scopes: `read` (look at anything the owner may see: jobs, files, tasks, accounts),
     `write` (change files, upload, start transfers, cancel tasks), `execute` (submit and
-    cancel jobs, run commands). Each RPC names the one scope it requires; scopes do not
-    imply one another, so a client that submits jobs and then watches them asks for
-    both `execute` and `read`.
+    cancel jobs, run commands). Each RPC names the one scope it requires (GetTokenInfo:
+    none); scopes do not imply one another, so a client that submits jobs and then
+    watches them asks for both `execute` and `read`.
     """
 
     def ExchangeToken(self, request, context):
@@ -81,12 +81,13 @@ class AuthServiceServicer:
         token (default lifetime 10 minutes) for the client's owner.
         Scope: none (public; no bearer token needed).
         Errors: INVALID_ARGUMENT (with a google.rpc.BadRequest) for an empty assertion, an
-        unsupported `grant_type` or `client_assertion_type`, or an unknown scope name;
-        UNAUTHENTICATED, tersely, for any problem with the assertion (bad signature,
-        unknown or expired client, wrong audience or issuer, expired, replayed jti);
-        PERMISSION_DENIED when the client is valid but asks for scopes it was not granted
-        or calls from outside its allowed networks; RESOURCE_EXHAUSTED when the client
-        exchanges tokens too often.
+        unsupported `grant_type` or `client_assertion_type`, an unknown scope name, or a
+        malformed or non-positive `requested_lifetime`; UNAUTHENTICATED, tersely, for any
+        problem with the assertion (malformed, iss != sub, bad signature, unknown, revoked
+        or expired client, wrong audience or issuer, expired, lifetime over 5 minutes,
+        replayed jti) and for a call from outside the client's allowed networks;
+        PERMISSION_DENIED when the assertion is valid but asks for scopes the client was
+        not granted. (The server has no rate limit on exchanges yet.)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,9 +95,9 @@ class AuthServiceServicer:
 
     def GetTokenInfo(self, request, context):
         """Describes the token the call was made with.
-        Scope: `read`.
-        Errors: UNAUTHENTICATED for a missing, malformed or expired token;
-        PERMISSION_DENIED when the token lacks `read`.
+        Scope: any valid token (whatever its scopes).
+        Errors: UNAUTHENTICATED for a missing, malformed, expired or revoked token;
+        PERMISSION_DENIED when the token is used from outside its allowed networks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,9 +134,9 @@ class AuthService:
 
     Scopes: `read` (look at anything the owner may see: jobs, files, tasks, accounts),
     `write` (change files, upload, start transfers, cancel tasks), `execute` (submit and
-    cancel jobs, run commands). Each RPC names the one scope it requires; scopes do not
-    imply one another, so a client that submits jobs and then watches them asks for
-    both `execute` and `read`.
+    cancel jobs, run commands). Each RPC names the one scope it requires (GetTokenInfo:
+    none); scopes do not imply one another, so a client that submits jobs and then
+    watches them asks for both `execute` and `read`.
     """
 
     @staticmethod

@@ -36,9 +36,9 @@ class AuthServiceStub:
 
     Scopes: `read` (look at anything the owner may see: jobs, files, tasks, accounts),
     `write` (change files, upload, start transfers, cancel tasks), `execute` (submit and
-    cancel jobs, run commands). Each RPC names the one scope it requires; scopes do not
-    imply one another, so a client that submits jobs and then watches them asks for
-    both `execute` and `read`.
+    cancel jobs, run commands). Each RPC names the one scope it requires (GetTokenInfo:
+    none); scopes do not imply one another, so a client that submits jobs and then
+    watches them asks for both `execute` and `read`.
     """
 
     @_typing.overload
@@ -53,18 +53,19 @@ class AuthServiceStub:
     token (default lifetime 10 minutes) for the client's owner.
     Scope: none (public; no bearer token needed).
     Errors: INVALID_ARGUMENT (with a google.rpc.BadRequest) for an empty assertion, an
-    unsupported `grant_type` or `client_assertion_type`, or an unknown scope name;
-    UNAUTHENTICATED, tersely, for any problem with the assertion (bad signature,
-    unknown or expired client, wrong audience or issuer, expired, replayed jti);
-    PERMISSION_DENIED when the client is valid but asks for scopes it was not granted
-    or calls from outside its allowed networks; RESOURCE_EXHAUSTED when the client
-    exchanges tokens too often.
+    unsupported `grant_type` or `client_assertion_type`, an unknown scope name, or a
+    malformed or non-positive `requested_lifetime`; UNAUTHENTICATED, tersely, for any
+    problem with the assertion (malformed, iss != sub, bad signature, unknown, revoked
+    or expired client, wrong audience or issuer, expired, lifetime over 5 minutes,
+    replayed jti) and for a call from outside the client's allowed networks;
+    PERMISSION_DENIED when the assertion is valid but asks for scopes the client was
+    not granted. (The server has no rate limit on exchanges yet.)
     """
     GetTokenInfo: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetTokenInfoRequest, _auth_pb2.GetTokenInfoResponse]
     """Describes the token the call was made with.
-    Scope: `read`.
-    Errors: UNAUTHENTICATED for a missing, malformed or expired token;
-    PERMISSION_DENIED when the token lacks `read`.
+    Scope: any valid token (whatever its scopes).
+    Errors: UNAUTHENTICATED for a missing, malformed, expired or revoked token;
+    PERMISSION_DENIED when the token is used from outside its allowed networks.
     """
 
 @_typing.type_check_only
@@ -78,9 +79,9 @@ class AuthServiceAsyncStub(AuthServiceStub):
 
     Scopes: `read` (look at anything the owner may see: jobs, files, tasks, accounts),
     `write` (change files, upload, start transfers, cancel tasks), `execute` (submit and
-    cancel jobs, run commands). Each RPC names the one scope it requires; scopes do not
-    imply one another, so a client that submits jobs and then watches them asks for
-    both `execute` and `read`.
+    cancel jobs, run commands). Each RPC names the one scope it requires (GetTokenInfo:
+    none); scopes do not imply one another, so a client that submits jobs and then
+    watches them asks for both `execute` and `read`.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -92,18 +93,19 @@ class AuthServiceAsyncStub(AuthServiceStub):
     token (default lifetime 10 minutes) for the client's owner.
     Scope: none (public; no bearer token needed).
     Errors: INVALID_ARGUMENT (with a google.rpc.BadRequest) for an empty assertion, an
-    unsupported `grant_type` or `client_assertion_type`, or an unknown scope name;
-    UNAUTHENTICATED, tersely, for any problem with the assertion (bad signature,
-    unknown or expired client, wrong audience or issuer, expired, replayed jti);
-    PERMISSION_DENIED when the client is valid but asks for scopes it was not granted
-    or calls from outside its allowed networks; RESOURCE_EXHAUSTED when the client
-    exchanges tokens too often.
+    unsupported `grant_type` or `client_assertion_type`, an unknown scope name, or a
+    malformed or non-positive `requested_lifetime`; UNAUTHENTICATED, tersely, for any
+    problem with the assertion (malformed, iss != sub, bad signature, unknown, revoked
+    or expired client, wrong audience or issuer, expired, lifetime over 5 minutes,
+    replayed jti) and for a call from outside the client's allowed networks;
+    PERMISSION_DENIED when the assertion is valid but asks for scopes the client was
+    not granted. (The server has no rate limit on exchanges yet.)
     """
     GetTokenInfo: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetTokenInfoRequest, _auth_pb2.GetTokenInfoResponse]  # type: ignore[assignment]
     """Describes the token the call was made with.
-    Scope: `read`.
-    Errors: UNAUTHENTICATED for a missing, malformed or expired token;
-    PERMISSION_DENIED when the token lacks `read`.
+    Scope: any valid token (whatever its scopes).
+    Errors: UNAUTHENTICATED for a missing, malformed, expired or revoked token;
+    PERMISSION_DENIED when the token is used from outside its allowed networks.
     """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -116,9 +118,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Scopes: `read` (look at anything the owner may see: jobs, files, tasks, accounts),
     `write` (change files, upload, start transfers, cancel tasks), `execute` (submit and
-    cancel jobs, run commands). Each RPC names the one scope it requires; scopes do not
-    imply one another, so a client that submits jobs and then watches them asks for
-    both `execute` and `read`.
+    cancel jobs, run commands). Each RPC names the one scope it requires (GetTokenInfo:
+    none); scopes do not imply one another, so a client that submits jobs and then
+    watches them asks for both `execute` and `read`.
     """
 
     @_abc_1.abstractmethod
@@ -134,12 +136,13 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         token (default lifetime 10 minutes) for the client's owner.
         Scope: none (public; no bearer token needed).
         Errors: INVALID_ARGUMENT (with a google.rpc.BadRequest) for an empty assertion, an
-        unsupported `grant_type` or `client_assertion_type`, or an unknown scope name;
-        UNAUTHENTICATED, tersely, for any problem with the assertion (bad signature,
-        unknown or expired client, wrong audience or issuer, expired, replayed jti);
-        PERMISSION_DENIED when the client is valid but asks for scopes it was not granted
-        or calls from outside its allowed networks; RESOURCE_EXHAUSTED when the client
-        exchanges tokens too often.
+        unsupported `grant_type` or `client_assertion_type`, an unknown scope name, or a
+        malformed or non-positive `requested_lifetime`; UNAUTHENTICATED, tersely, for any
+        problem with the assertion (malformed, iss != sub, bad signature, unknown, revoked
+        or expired client, wrong audience or issuer, expired, lifetime over 5 minutes,
+        replayed jti) and for a call from outside the client's allowed networks;
+        PERMISSION_DENIED when the assertion is valid but asks for scopes the client was
+        not granted. (The server has no rate limit on exchanges yet.)
         """
 
     @_abc_1.abstractmethod
@@ -149,9 +152,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.GetTokenInfoResponse, _abc.Awaitable[_auth_pb2.GetTokenInfoResponse]]:
         """Describes the token the call was made with.
-        Scope: `read`.
-        Errors: UNAUTHENTICATED for a missing, malformed or expired token;
-        PERMISSION_DENIED when the token lacks `read`.
+        Scope: any valid token (whatever its scopes).
+        Errors: UNAUTHENTICATED for a missing, malformed, expired or revoked token;
+        PERMISSION_DENIED when the token is used from outside its allowed networks.
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

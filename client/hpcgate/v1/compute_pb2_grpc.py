@@ -136,15 +136,17 @@ class ComputeServiceServicer:
         Scope: `execute`.
         Errors: INVALID_ARGUMENT for a bad option (BadRequest names e.g.
         `options.time_limit`), an inline script without `#!` line, a relative
-        `script_path`, or a request Slurm rejects as unsatisfiable (e.g. more nodes than the
-        partition has); NOT_FOUND when `script_path` or the working directory does not
-        exist; PERMISSION_DENIED when the caller may not use the account, partition, QOS or
-        reservation, may not read the script, or an extra argument is forbidden by the
-        server's policy; ALREADY_EXISTS when `request_id` was already used for a different
-        request; RESOURCE_EXHAUSTED when a QOS/association limit (e.g. MaxSubmitJobs) is
-        reached or the script is larger than the server's limit (default 1 MiB);
-        UNAVAILABLE when slurmctld does not answer (it is then unknown whether the job was
-        submitted: retry with the same `request_id`).
+        `script_path` or working directory, or a request Slurm rejects as unsatisfiable
+        (e.g. more nodes than the partition has, or more time than a QOS allows per job);
+        NOT_FOUND when `script_path` or the working directory does not exist;
+        PERMISSION_DENIED when the caller may not use the account, partition, QOS or
+        reservation, may not read the script or enter the working directory, or an extra
+        argument is forbidden by the server's policy; ALREADY_EXISTS when `request_id` was
+        already used for a different request; RESOURCE_EXHAUSTED when a QOS/association
+        limit (e.g. MaxSubmitJobs) is reached (the message carries Slurm's reason, e.g.
+        `QOSMaxSubmitJobPerUserLimit`) or the script is larger than the server's limit
+        (default 1 MiB); UNAVAILABLE when slurmctld does not answer (it is then unknown
+        whether the job was submitted: retry with the same `request_id`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -192,12 +194,15 @@ class ComputeServiceServicer:
         misses nothing, or is told with `resync_required` (followed by a fresh snapshot).
         The stream runs until the client cancels it, the server shuts down (UNAVAILABLE:
         reconnect and resume), or, with `until_finished`, all named jobs have ended (OK).
-        A consumer too slow to keep up is skipped ahead with `resync_required` rather than
-        buffered without bound.
+        Memory per stream is bounded: a consumer that falls too far behind (the server's
+        `watch.stream_queue_size` events) has its stream ended with RESOURCE_EXHAUSTED,
+        whose message gives the `resume_from_revision` to reconnect with; resuming from it
+        misses nothing.
         Scope: `read`.
         Errors: INVALID_ARGUMENT when both `names` and `filter` are set, or a name is not
         a job of `parent`; NOT_FOUND when a named job does not exist; PERMISSION_DENIED as
-        for GetJob / ListJobs. A controller outage is reported in-stream (`scheduler`), not
+        for GetJob / ListJobs; RESOURCE_EXHAUSTED (mid-stream) for a consumer too slow to
+        keep up, see above. A controller outage is reported in-stream (`scheduler`), not
         as an error.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

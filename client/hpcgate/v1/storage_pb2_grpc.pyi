@@ -55,8 +55,10 @@ class StorageServiceStub:
     filesystems of one system, between systems of this gateway, or to/from another
     hpcgate facility. Returns at once with a PENDING task (see TasksService for
     progress, result and cancellation). Every file is checksum-verified (SHA-256) at
-    the destination unless `skip_verification` is set. With `request_id`, a retry
-    returns the first task instead of starting a second transfer.
+    the destination unless `skip_verification` is set. With `request_id`, a retry of
+    the same request within 24 hours returns the first task, whatever its state (even
+    SUCCEEDED, FAILED or CANCELLED), without checking the files again, instead of
+    starting a second transfer.
     Scope: `write`.
     Errors: INVALID_ARGUMENT for a missing kind, a relative path, `delete_extraneous`
     without SYNC, or a destination inside the source; NOT_FOUND when the source does
@@ -96,8 +98,10 @@ class StorageServiceAsyncStub(StorageServiceStub):
     filesystems of one system, between systems of this gateway, or to/from another
     hpcgate facility. Returns at once with a PENDING task (see TasksService for
     progress, result and cancellation). Every file is checksum-verified (SHA-256) at
-    the destination unless `skip_verification` is set. With `request_id`, a retry
-    returns the first task instead of starting a second transfer.
+    the destination unless `skip_verification` is set. With `request_id`, a retry of
+    the same request within 24 hours returns the first task, whatever its state (even
+    SUCCEEDED, FAILED or CANCELLED), without checking the files again, instead of
+    starting a second transfer.
     Scope: `write`.
     Errors: INVALID_ARGUMENT for a missing kind, a relative path, `delete_extraneous`
     without SYNC, or a destination inside the source; NOT_FOUND when the source does
@@ -146,8 +150,10 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         filesystems of one system, between systems of this gateway, or to/from another
         hpcgate facility. Returns at once with a PENDING task (see TasksService for
         progress, result and cancellation). Every file is checksum-verified (SHA-256) at
-        the destination unless `skip_verification` is set. With `request_id`, a retry
-        returns the first task instead of starting a second transfer.
+        the destination unless `skip_verification` is set. With `request_id`, a retry of
+        the same request within 24 hours returns the first task, whatever its state (even
+        SUCCEEDED, FAILED or CANCELLED), without checking the files again, instead of
+        starting a second transfer.
         Scope: `write`.
         Errors: INVALID_ARGUMENT for a missing kind, a relative path, `delete_extraneous`
         without SYNC, or a destination inside the source; NOT_FOUND when the source does

@@ -34,14 +34,16 @@ class TasksServiceStub:
     Tasks are addressed as `tasks/{task_id}` and belong to the user who created them;
     only that user sees them. They survive a server restart: a task that was running
     when the server stopped is resumed, or ends FAILED with a reason; it never stays
-    RUNNING forever. Ended tasks are kept for at least 7 days.
+    RUNNING forever. Ended tasks are kept for 7 days (the server's `tasks.retention`; at
+    least 1 hour, and 24 hours for a task created with a `request_id`).
 
     Every RPC needs a bearer token. Errors common to all RPCs: UNAUTHENTICATED for a
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a
-    name not of the form `tasks/{task_id}` or a bad page token; NOT_FOUND when the task
-    does not exist or belongs to another user (the two are not distinguished);
-    UNAVAILABLE when the task store cannot be reached.
+    name not of the form `tasks/{task_id}`, a bad page token or an invalid ListTasks
+    filter (an unspecified state or kind, `created_before` not after `created_after`);
+    NOT_FOUND when the task does not exist or belongs to another user (the two are not
+    distinguished).
     """
 
     def __init__(self, channel):
@@ -81,14 +83,16 @@ class TasksServiceServicer:
     Tasks are addressed as `tasks/{task_id}` and belong to the user who created them;
     only that user sees them. They survive a server restart: a task that was running
     when the server stopped is resumed, or ends FAILED with a reason; it never stays
-    RUNNING forever. Ended tasks are kept for at least 7 days.
+    RUNNING forever. Ended tasks are kept for 7 days (the server's `tasks.retention`; at
+    least 1 hour, and 24 hours for a task created with a `request_id`).
 
     Every RPC needs a bearer token. Errors common to all RPCs: UNAUTHENTICATED for a
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a
-    name not of the form `tasks/{task_id}` or a bad page token; NOT_FOUND when the task
-    does not exist or belongs to another user (the two are not distinguished);
-    UNAVAILABLE when the task store cannot be reached.
+    name not of the form `tasks/{task_id}`, a bad page token or an invalid ListTasks
+    filter (an unspecified state or kind, `created_before` not after `created_after`);
+    NOT_FOUND when the task does not exist or belongs to another user (the two are not
+    distinguished).
     """
 
     def GetTask(self, request, context):
@@ -124,6 +128,8 @@ class TasksServiceServicer:
         (progress at most about once per second), with heartbeats while nothing changes.
         The stream ends (status OK) right after the message showing the task ended.
         Scope: `read`.
+        Errors: UNAVAILABLE when the server shuts down while the task still runs (the task
+        goes on, or resumes when the server is back): reconnect to keep watching.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -169,14 +175,16 @@ class TasksService:
     Tasks are addressed as `tasks/{task_id}` and belong to the user who created them;
     only that user sees them. They survive a server restart: a task that was running
     when the server stopped is resumed, or ends FAILED with a reason; it never stays
-    RUNNING forever. Ended tasks are kept for at least 7 days.
+    RUNNING forever. Ended tasks are kept for 7 days (the server's `tasks.retention`; at
+    least 1 hour, and 24 hours for a task created with a `request_id`).
 
     Every RPC needs a bearer token. Errors common to all RPCs: UNAUTHENTICATED for a
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a
-    name not of the form `tasks/{task_id}` or a bad page token; NOT_FOUND when the task
-    does not exist or belongs to another user (the two are not distinguished);
-    UNAVAILABLE when the task store cannot be reached.
+    name not of the form `tasks/{task_id}`, a bad page token or an invalid ListTasks
+    filter (an unspecified state or kind, `created_before` not after `created_after`);
+    NOT_FOUND when the task does not exist or belongs to another user (the two are not
+    distinguished).
     """
 
     @staticmethod

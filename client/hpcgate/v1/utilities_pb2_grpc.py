@@ -52,7 +52,7 @@ class UtilitiesServiceStub:
     FAILED_PRECONDITION when the path has the wrong type (ENOTDIR, EISDIR, ELOOP) or a
     directory is not empty; ALREADY_EXISTS when a target exists and overwriting was not
     asked for; RESOURCE_EXHAUSTED for a full filesystem or quota (ENOSPC, EDQUOT) and
-    for the server's size and rate limits; UNAVAILABLE (with a retry hint) when the
+    for the server's size and concurrency limits; UNAVAILABLE (with a retry hint) when the
     filesystem does not respond; DEADLINE_EXCEEDED when an operation exceeds the server's
     time limit for it.
     """
@@ -157,7 +157,7 @@ class UtilitiesServiceServicer:
     FAILED_PRECONDITION when the path has the wrong type (ENOTDIR, EISDIR, ELOOP) or a
     directory is not empty; ALREADY_EXISTS when a target exists and overwriting was not
     asked for; RESOURCE_EXHAUSTED for a full filesystem or quota (ENOSPC, EDQUOT) and
-    for the server's size and rate limits; UNAVAILABLE (with a retry hint) when the
+    for the server's size and concurrency limits; UNAVAILABLE (with a retry hint) when the
     filesystem does not respond; DEADLINE_EXCEEDED when an operation exceeds the server's
     time limit for it.
     """
@@ -218,10 +218,16 @@ class UtilitiesServiceServicer:
 
     def Remove(self, request, context):
         """Removes a file, symlink (not its target) or directory (an empty one, or a whole
-        tree with `recursive`).
+        tree with `recursive`). A recursive removal never follows a symlink, and does more
+        than `rm -rf`: a directory of the caller's own that it cannot read, write or search
+        (e.g. mode 000) is given u+rwx (only the owner's bits change) so it can be emptied.
+        Directories of other users are never changed; when one cannot be emptied, the rest
+        of the tree is still removed and the call fails.
         Scope: `write`.
         Errors: NOT_FOUND when the path does not exist and `allow_missing` is false;
-        FAILED_PRECONDITION when a non-empty directory is removed without `recursive`.
+        FAILED_PRECONDITION when a non-empty directory is removed without `recursive`, or
+        the path is `/` or the caller's home directory; PERMISSION_DENIED when something in
+        the tree cannot be removed as the caller (the message names it and its owner).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -307,7 +313,9 @@ class UtilitiesServiceServicer:
         Errors: INVALID_ARGUMENT when neither or both of `argv` and `command` are given, or
         `command` is given without `use_shell`; NOT_FOUND when the executable or the
         working directory does not exist; PERMISSION_DENIED when it is not executable or
-        the server's policy forbids running commands for this caller.
+        the server's policy forbids running commands for this caller; RESOURCE_EXHAUSTED
+        when the caller already runs as many commands at once as the server allows
+        (default 4).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -416,7 +424,7 @@ class UtilitiesService:
     FAILED_PRECONDITION when the path has the wrong type (ENOTDIR, EISDIR, ELOOP) or a
     directory is not empty; ALREADY_EXISTS when a target exists and overwriting was not
     asked for; RESOURCE_EXHAUSTED for a full filesystem or quota (ENOSPC, EDQUOT) and
-    for the server's size and rate limits; UNAVAILABLE (with a retry hint) when the
+    for the server's size and concurrency limits; UNAVAILABLE (with a retry hint) when the
     filesystem does not respond; DEADLINE_EXCEEDED when an operation exceeds the server's
     time limit for it.
     """

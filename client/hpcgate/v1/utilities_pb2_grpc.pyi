@@ -53,7 +53,7 @@ class UtilitiesServiceStub:
     FAILED_PRECONDITION when the path has the wrong type (ENOTDIR, EISDIR, ELOOP) or a
     directory is not empty; ALREADY_EXISTS when a target exists and overwriting was not
     asked for; RESOURCE_EXHAUSTED for a full filesystem or quota (ENOSPC, EDQUOT) and
-    for the server's size and rate limits; UNAVAILABLE (with a retry hint) when the
+    for the server's size and concurrency limits; UNAVAILABLE (with a retry hint) when the
     filesystem does not respond; DEADLINE_EXCEEDED when an operation exceeds the server's
     time limit for it.
     """
@@ -98,10 +98,16 @@ class UtilitiesServiceStub:
     """
     Remove: _grpc.UnaryUnaryMultiCallable[_utilities_pb2.RemoveRequest, _utilities_pb2.RemoveResponse]
     """Removes a file, symlink (not its target) or directory (an empty one, or a whole
-    tree with `recursive`).
+    tree with `recursive`). A recursive removal never follows a symlink, and does more
+    than `rm -rf`: a directory of the caller's own that it cannot read, write or search
+    (e.g. mode 000) is given u+rwx (only the owner's bits change) so it can be emptied.
+    Directories of other users are never changed; when one cannot be emptied, the rest
+    of the tree is still removed and the call fails.
     Scope: `write`.
     Errors: NOT_FOUND when the path does not exist and `allow_missing` is false;
-    FAILED_PRECONDITION when a non-empty directory is removed without `recursive`.
+    FAILED_PRECONDITION when a non-empty directory is removed without `recursive`, or
+    the path is `/` or the caller's home directory; PERMISSION_DENIED when something in
+    the tree cannot be removed as the caller (the message names it and its owner).
     """
     ChangeMode: _grpc.UnaryUnaryMultiCallable[_utilities_pb2.ChangeModeRequest, _utilities_pb2.ChangeModeResponse]
     """Changes the permission bits of a path (chmod; symlinks are followed, as chmod(2)
@@ -159,7 +165,9 @@ class UtilitiesServiceStub:
     Errors: INVALID_ARGUMENT when neither or both of `argv` and `command` are given, or
     `command` is given without `use_shell`; NOT_FOUND when the executable or the
     working directory does not exist; PERMISSION_DENIED when it is not executable or
-    the server's policy forbids running commands for this caller.
+    the server's policy forbids running commands for this caller; RESOURCE_EXHAUSTED
+    when the caller already runs as many commands at once as the server allows
+    (default 4).
     """
 
 @_typing.type_check_only
@@ -190,7 +198,7 @@ class UtilitiesServiceAsyncStub(UtilitiesServiceStub):
     FAILED_PRECONDITION when the path has the wrong type (ENOTDIR, EISDIR, ELOOP) or a
     directory is not empty; ALREADY_EXISTS when a target exists and overwriting was not
     asked for; RESOURCE_EXHAUSTED for a full filesystem or quota (ENOSPC, EDQUOT) and
-    for the server's size and rate limits; UNAVAILABLE (with a retry hint) when the
+    for the server's size and concurrency limits; UNAVAILABLE (with a retry hint) when the
     filesystem does not respond; DEADLINE_EXCEEDED when an operation exceeds the server's
     time limit for it.
     """
@@ -232,10 +240,16 @@ class UtilitiesServiceAsyncStub(UtilitiesServiceStub):
     """
     Remove: _aio.UnaryUnaryMultiCallable[_utilities_pb2.RemoveRequest, _utilities_pb2.RemoveResponse]  # type: ignore[assignment]
     """Removes a file, symlink (not its target) or directory (an empty one, or a whole
-    tree with `recursive`).
+    tree with `recursive`). A recursive removal never follows a symlink, and does more
+    than `rm -rf`: a directory of the caller's own that it cannot read, write or search
+    (e.g. mode 000) is given u+rwx (only the owner's bits change) so it can be emptied.
+    Directories of other users are never changed; when one cannot be emptied, the rest
+    of the tree is still removed and the call fails.
     Scope: `write`.
     Errors: NOT_FOUND when the path does not exist and `allow_missing` is false;
-    FAILED_PRECONDITION when a non-empty directory is removed without `recursive`.
+    FAILED_PRECONDITION when a non-empty directory is removed without `recursive`, or
+    the path is `/` or the caller's home directory; PERMISSION_DENIED when something in
+    the tree cannot be removed as the caller (the message names it and its owner).
     """
     ChangeMode: _aio.UnaryUnaryMultiCallable[_utilities_pb2.ChangeModeRequest, _utilities_pb2.ChangeModeResponse]  # type: ignore[assignment]
     """Changes the permission bits of a path (chmod; symlinks are followed, as chmod(2)
@@ -293,7 +307,9 @@ class UtilitiesServiceAsyncStub(UtilitiesServiceStub):
     Errors: INVALID_ARGUMENT when neither or both of `argv` and `command` are given, or
     `command` is given without `use_shell`; NOT_FOUND when the executable or the
     working directory does not exist; PERMISSION_DENIED when it is not executable or
-    the server's policy forbids running commands for this caller.
+    the server's policy forbids running commands for this caller; RESOURCE_EXHAUSTED
+    when the caller already runs as many commands at once as the server allows
+    (default 4).
     """
 
 class UtilitiesServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -323,7 +339,7 @@ class UtilitiesServiceServicer(metaclass=_abc_1.ABCMeta):
     FAILED_PRECONDITION when the path has the wrong type (ENOTDIR, EISDIR, ELOOP) or a
     directory is not empty; ALREADY_EXISTS when a target exists and overwriting was not
     asked for; RESOURCE_EXHAUSTED for a full filesystem or quota (ENOSPC, EDQUOT) and
-    for the server's size and rate limits; UNAVAILABLE (with a retry hint) when the
+    for the server's size and concurrency limits; UNAVAILABLE (with a retry hint) when the
     filesystem does not respond; DEADLINE_EXCEEDED when an operation exceeds the server's
     time limit for it.
     """
@@ -399,10 +415,16 @@ class UtilitiesServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_utilities_pb2.RemoveResponse, _abc.Awaitable[_utilities_pb2.RemoveResponse]]:
         """Removes a file, symlink (not its target) or directory (an empty one, or a whole
-        tree with `recursive`).
+        tree with `recursive`). A recursive removal never follows a symlink, and does more
+        than `rm -rf`: a directory of the caller's own that it cannot read, write or search
+        (e.g. mode 000) is given u+rwx (only the owner's bits change) so it can be emptied.
+        Directories of other users are never changed; when one cannot be emptied, the rest
+        of the tree is still removed and the call fails.
         Scope: `write`.
         Errors: NOT_FOUND when the path does not exist and `allow_missing` is false;
-        FAILED_PRECONDITION when a non-empty directory is removed without `recursive`.
+        FAILED_PRECONDITION when a non-empty directory is removed without `recursive`, or
+        the path is `/` or the caller's home directory; PERMISSION_DENIED when something in
+        the tree cannot be removed as the caller (the message names it and its owner).
         """
 
     @_abc_1.abstractmethod
@@ -502,7 +524,9 @@ class UtilitiesServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT when neither or both of `argv` and `command` are given, or
         `command` is given without `use_shell`; NOT_FOUND when the executable or the
         working directory does not exist; PERMISSION_DENIED when it is not executable or
-        the server's policy forbids running commands for this caller.
+        the server's policy forbids running commands for this caller; RESOURCE_EXHAUSTED
+        when the caller already runs as many commands at once as the server allows
+        (default 4).
         """
 
 def add_UtilitiesServiceServicer_to_server(servicer: UtilitiesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

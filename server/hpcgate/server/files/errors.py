@@ -48,13 +48,13 @@ def file_error(
     if not isinstance(error, OSError) or isinstance(error, privsep.PrivsepError):
         return from_privsep(error, what)
     number = error.errno or errno.EIO
-    reason = error.strerror or str(error)
+    reason = display(error.strerror or str(error))
     if isinstance(error.filename, str) and error.filename:
         reason = f"{reason}: {display(error.filename)}"
     if number in _UNAVAILABLE:
         return unavailable(f"{what}: {reason}; the filesystem does not respond properly")
     code = (overrides or {}).get(number) or _CODES.get(number, grpc.StatusCode.FAILED_PRECONDITION)
     hint = _HINTS.get(number)
-    if number == errno.EACCES and "outside the directories" in reason:
-        hint = None  # the worker's message already says what is allowed
+    if number == errno.EACCES and ("outside the directories" in reason or "belongs to" in reason):
+        hint = None  # the worker's message already says what is allowed, or whose it is
     return ApiError(code, f"{what}: {reason}" + (f" ({hint})" if hint else ""))

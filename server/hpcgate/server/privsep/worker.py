@@ -464,7 +464,7 @@ def op_rename(args: Args) -> Reply:
                 if exc.errno != errno.EXDEV or args.get("no_copy"):
                     raise
                 _copy(sfd, sname, dfd, dname, args, recursive=True, preserve=True)
-                _remove_entry(sfd, sname, recursive=True)
+                _remove_entry(sfd, sname, recursive=True, path=src)
         finally:
             os.close(dfd)
     finally:
@@ -632,16 +632,124 @@ def op_copy(args: Args) -> Reply:
     return {"bytes": copied, "files": files, "entry": _describe(dst, roots, False)}, []
 
 
-def _remove_entry(fd: int, name: str, recursive: bool) -> None:
+def _remove_entry(fd: int, name: str, recursive: bool, path: str = "") -> None:
     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=fd)
     elif recursive:
-        import shutil
-
-        shutil.rmtree(name, dir_fd=fd)  # the fd-based variant: immune to symlink races
+        _rmtree(fd, name, st, path or name)
     else:
         os.rmdir(name, dir_fd=fd)
+
+
+def _not_yours(exc: OSError, owner_uid: int, directory: str, target: str) -> OSError:
+    """`exc` (raised on `target`) explained when the kernel refused it because
+    `directory` belongs to someone else, which the removal does not change."""
+    if exc.errno not in (errno.EACCES, errno.EPERM) or owner_uid == os.geteuid():
+        return exc if exc.filename else OSError(exc.errno, exc.strerror, target)
+    owner = _name_of("u", owner_uid) or f"uid {owner_uid}"
+    what = (
+        f"{directory} belongs to {owner}, not you, and was left as it is"
+        if target == directory
+        else f"{target} is in {directory}, which belongs to {owner}, not you; both were left "
+        "as they are"
+    )
+    ask = f"ask {owner} to remove it or to give you write and search permission on it"
+    # No filename: the message names the paths (files/errors.py shows it as it is).
+    return OSError(exc.errno, f"{exc.strerror}: {what}; {ask}")
+
+
+def _enter(dfd: int, name: str, st: os.stat_result, path: str) -> int:
+    """A descriptor to list and empty the directory `name` in `dfd` (lstat `st`). A
+    directory the caller owns but cannot read, write or search (e.g. mode 000) first gets
+    u+rwx, as `chmod u+rwx` would: it is about to be removed, and only its owner's bits
+    change. Never follows a symlink; never changes a directory the caller does not own."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    if st.st_uid == os.geteuid() and st.st_mode & stat.S_IRWXU != stat.S_IRWXU:
+        pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        try:
+            now = os.fstat(pfd)
+            if (now.st_dev, now.st_ino, now.st_uid) != (st.st_dev, st.st_ino, st.st_uid):
+                raise OSError(errno.EAGAIN, "changed while being removed; try again", path)
+            # The object the descriptor holds, not a name that could be swapped meanwhile.
+            os.chmod(f"/proc/self/fd/{pfd}", stat.S_IMODE(now.st_mode) | stat.S_IRWXU)
+            fd = os.open(f"/proc/self/fd/{pfd}", flags & ~os.O_NOFOLLOW)
+        finally:
+            os.close(pfd)
+        return fd
+    fd = os.open(name, flags, dir_fd=dfd)
+    now = os.fstat(fd)
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise OSError(errno.EAGAIN, "changed while being removed; try again", path)
+    return fd
+
+
+def _rmtree(parent: int, name: str, st: os.stat_result, path: str) -> None:
+    """Removes the directory `name` in `parent` (lstat `st`, shown as `path`) with
+    everything below it, as the caller: descriptor-relative at every level (no symlink is
+    ever followed, nothing can be swapped in), iterative (any depth), and going on past
+    entries that cannot be removed, like `rm -rf`; then raises the first failure."""
+    failures: list[OSError] = []
+
+    def opened(dfd: int, entry: str, est: os.stat_result, where: str) -> tuple[int, list[str]]:
+        fd = _enter(dfd, entry, est, where)
+        try:
+            return fd, os.listdir(fd)
+        except OSError:
+            os.close(fd)
+            raise
+
+    try:
+        fd, listed = opened(parent, name, st, path)
+    except OSError as exc:
+        raise _not_yours(exc, st.st_uid, path, path) from None
+    # Directories being emptied: (descriptor, lstat, name in its parent, path, names left).
+    stack = [(fd, os.fstat(fd), name, path, listed)]
+    try:
+        while stack:
+            dfd, dst, dname, dpath, names = stack[-1]
+            if names:
+                entry = names.pop()
+                child = f"{dpath.rstrip('/')}/{entry}"
+                try:
+                    est = os.stat(entry, dir_fd=dfd, follow_symlinks=False)
+                    if not stat.S_ISDIR(est.st_mode):
+                        os.unlink(entry, dir_fd=dfd)
+                        continue
+                except FileNotFoundError:
+                    continue  # removed meanwhile: that is what was asked
+                except OSError as exc:
+                    failures.append(_not_yours(exc, dst.st_uid, dpath, child))
+                    continue
+                try:
+                    cfd, listed = opened(dfd, entry, est, child)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    failures.append(_not_yours(exc, est.st_uid, child, child))
+                    continue
+                stack.append((cfd, os.fstat(cfd), entry, child, listed))
+                continue
+            stack.pop()
+            os.close(dfd)
+            above = stack[-1][0] if stack else parent
+            try:
+                os.rmdir(dname, dir_fd=above)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and failures:
+                    continue  # what is left inside was reported already
+                above_uid = stack[-1][1].st_uid if stack else os.fstat(parent).st_uid
+                above_path = stack[-1][3] if stack else os.path.dirname(dpath.rstrip("/")) or "/"
+                failures.append(_not_yours(exc, above_uid, above_path, dpath))
+    finally:
+        for left in stack:
+            os.close(left[0])
+
+    if failures:
+        raise failures[0]
 
 
 def op_remove(args: Args) -> Reply:
@@ -653,7 +761,7 @@ def op_remove(args: Args) -> Reply:
         if home and real == os.path.realpath(home):
             raise OpError(errno.EBUSY, f"{path} is your home directory; it cannot be removed")
         try:
-            _remove_entry(fd, name, bool(args.get("recursive")))
+            _remove_entry(fd, name, bool(args.get("recursive")), real)
         except FileNotFoundError:
             if not args.get("allow_missing"):
                 raise

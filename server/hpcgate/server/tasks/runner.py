@@ -299,7 +299,11 @@ class TaskRunner:
         while True:
             cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.retention)
             try:
-                purged = await asyncio.to_thread(self.store.purge, cutoff)
+                purged = await asyncio.to_thread(
+                    self.store.purge,
+                    cutoff,
+                    requests_since=datetime.now(UTC) - timedelta(seconds=REQUEST_ID_TTL),
+                )
                 if purged:
                     log.info("tasks purged", extra={"fields": {"count": purged}})
             except Exception:
@@ -346,6 +350,20 @@ class TaskRunner:
             self._dispatch()
             log.info("task created", extra={"fields": _fields(record)})
         return record, created
+
+    async def find_request(
+        self, *, user: str, kind: str, request: Json, system: str = "", request_id: str
+    ) -> TaskRecord | None:
+        """The task `user` already created with `request_id` (within REQUEST_ID_TTL),
+        whatever its state, if it was for the same request; None if the id is unused;
+        RequestIdConflict if it was used for a different request."""
+        return await asyncio.to_thread(
+            self.store.find_request,
+            user,
+            request_id,
+            request_hash(kind, system, request),
+            request_id_ttl=REQUEST_ID_TTL,
+        )
 
     async def get(self, task_id: str, user: str) -> TaskRecord | None:
         """The task, or None if it does not exist or belongs to someone else."""

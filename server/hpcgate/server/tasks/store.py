@@ -49,6 +49,14 @@ class TaskStore(Protocol):
 
     def get(self, task_id: str) -> TaskRecord | None: ...
 
+    def find_request(
+        self, user: str, request_id: str, request_hash: str, *, request_id_ttl: float
+    ) -> TaskRecord | None:
+        """The task `user` created with `request_id` within `request_id_ttl` seconds, in
+        whatever state; None if there is none. RequestIdConflict if it was created for a
+        request with another hash."""
+        ...
+
     def list_tasks(self, user: str, query: TaskQuery, offset: int, limit: int) -> list[TaskRecord]:
         """The user's tasks matching `query`, newest first, `limit` from `offset`."""
         ...
@@ -94,8 +102,10 @@ class TaskStore(Protocol):
         """Unfinished -> SUCCEEDED/FAILED/CANCELLED; None if it had already ended."""
         ...
 
-    def purge(self, ended_before: datetime) -> int:
-        """Delete tasks that ended before `ended_before`; returns how many."""
+    def purge(self, ended_before: datetime, *, requests_since: datetime | None = None) -> int:
+        """Delete tasks that ended before `ended_before`, except those created with a
+        request id at or after `requests_since` (a retry must still find them); returns
+        how many."""
         ...
 
 
@@ -251,6 +261,23 @@ class SqliteTaskStore:
         with self.state.connect() as db:
             return self._get(db, task_id)
 
+    def find_request(
+        self, user: str, request_id: str, request_hash: str, *, request_id_ttl: float
+    ) -> TaskRecord | None:
+        with self.state.connect() as db:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM tasks WHERE user = ? AND request_id = ?",
+                (user, request_id),
+            ).fetchone()
+        if row is None:
+            return None
+        existing = _record(row)
+        if _micros(existing.create_time) < _now() - int(request_id_ttl * 1e6):
+            return None
+        if existing.request_hash != request_hash:
+            raise RequestIdConflict(request_id)
+        return existing
+
     def list_tasks(self, user: str, query: TaskQuery, offset: int, limit: int) -> list[TaskRecord]:
         where: list[str] = ["user = ?"]
         args: list[str | int] = [user]
@@ -354,10 +381,12 @@ class SqliteTaskStore:
             values += _progress_values(progress)
         return self._update(task_id, assignments, values, f"state IN {_UNFINISHED_SQL}")
 
-    def purge(self, ended_before: datetime) -> int:
+    def purge(self, ended_before: datetime, *, requests_since: datetime | None = None) -> int:
+        keep = _micros(requests_since) if requests_since is not None else None
         with self.state.connect() as db:
             cursor = db.execute(
-                f"DELETE FROM tasks WHERE state NOT IN {_UNFINISHED_SQL} AND end_time < ?",
-                (_micros(ended_before),),
+                f"DELETE FROM tasks WHERE state NOT IN {_UNFINISHED_SQL} AND end_time < ? "
+                "AND NOT (request_id != '' AND ? IS NOT NULL AND create_time >= ?)",
+                (_micros(ended_before), keep, keep),
             )
             return cursor.rowcount

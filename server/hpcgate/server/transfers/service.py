@@ -118,18 +118,11 @@ class Transfers:
         errors.raise_if_any()
 
     async def start(self, request: storage_pb2.StartTransferRequest, user: str) -> TaskRecord:
-        """Validates, checks the request against both ends as `user`, then starts the task."""
+        """Validates, checks the request against both ends as `user`, then starts the task.
+        A retry (same `request_id`, same request) returns the first task in whatever state
+        it is, before any check: the files may have changed because it ran."""
         self.validate(request)
         identity = await self._identity(user)
-        source = self._endpoint(request.source, user, identity)
-        dest = self._endpoint(request.destination, user, identity)
-        try:
-            await self._precheck(request, source, dest)
-        except TaskFailed as failure:
-            raise ApiError(_status(failure.error.code), failure.error.message) from None
-        finally:
-            await source.close()
-            await dest.close()
         spec = tasks_pb2.TransferSpec(
             kind=request.kind,
             source=request.source,
@@ -144,12 +137,33 @@ class Transfers:
             f"{_KINDS[request.kind].lower()} {_where(request.source)} -> "
             f"{_where(request.destination)}"
         )
+        asked = MessageToDict(spec, preserving_proto_field_name=True)
+        system = request.source.system or request.destination.system
         try:
+            if request.request_id:
+                first = await self.runner.find_request(
+                    user=user,
+                    kind=KIND,
+                    request=asked,
+                    system=system,
+                    request_id=request.request_id,
+                )
+                if first is not None:
+                    return first
+            source = self._endpoint(request.source, user, identity)
+            dest = self._endpoint(request.destination, user, identity)
+            try:
+                await self._precheck(request, source, dest)
+            except TaskFailed as failure:
+                raise ApiError(_status(failure.error.code), failure.error.message) from None
+            finally:
+                await source.close()
+                await dest.close()
             record, _ = await self.runner.submit(
                 user=user,
                 kind=KIND,
-                request=MessageToDict(spec, preserving_proto_field_name=True),
-                system=request.source.system or request.destination.system,
+                request=asked,
+                system=system,
                 description=description,
                 request_id=request.request_id,
             )
@@ -160,7 +174,11 @@ class Transfers:
                 "last 24 hours; use a new request_id",
             ) from None
         except TooManyTasks as e:
-            raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)) from None
+            raise ApiError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{e} (at most {self.runner.settings.max_unfinished_per_user}); retry when one "
+                "has ended, or cancel one (TasksService.ListTasks, CancelTask)",
+            ) from None
         return record
 
     async def _precheck(
