@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -18,8 +19,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
-from conftest import GatewayFactory, bearer, fast_config
+from conftest import ROOT, GatewayFactory, bearer, fast_config
 from hpcgate.client.auth import ClientCredentials, make_assertion
 from hpcgate.client.channel import connect
 from hpcgate.server.app import Gateway, service_names
@@ -38,6 +42,14 @@ from hpcgate.v1 import (
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
+
+
+def bad_request_fields(error: grpc.aio.AioRpcError) -> set[str]:
+    status = rpc_status.from_call(error)
+    assert status is not None
+    detail = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(detail)
+    return {v.field for v in detail.field_violations}
 
 
 def b64(data: bytes) -> str:
@@ -222,6 +234,74 @@ async def test_missing_scope_is_permission_denied_naming_the_scope(
     assert ok.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # past auth, into the service
 
 
+def documented_scopes() -> dict[str, str | None]:
+    """RPC path -> the scope its proto comment names ("Scope: `read`"), None for "any
+    valid token", "public" for none."""
+    import re
+
+    found: dict[str, str | None] = {}
+    for proto in sorted((ROOT / "proto" / "hpcgate" / "v1").glob("*.proto")):
+        service, comment = "", []
+        for line in proto.read_text().splitlines():
+            text = line.strip()
+            if match := re.match(r"service (\w+)", text):
+                service, comment = match.group(1), []
+            elif text.startswith("//"):
+                comment.append(text[2:].strip())
+            elif match := re.match(r"rpc (\w+)\(", text):
+                said = re.search(
+                    r"Scope: (`(\w+)`|any valid token|none \(public)", " ".join(comment)
+                )
+                path = f"/hpcgate.v1.{service}/{match.group(1)}"
+                if said is None:  # StatusService says it once for the service: public
+                    found[path] = "public" if service == "StatusService" else "undocumented"
+                else:
+                    found[path] = said.group(2) or (None if "any" in said.group(1) else "public")
+                comment = []
+            else:
+                comment = []
+    return found
+
+
+def test_every_rpc_documents_the_scope_it_is_checked_for() -> None:
+    documented = documented_scopes()
+    actual: dict[str, str | None] = dict(METHOD_SCOPES)
+    actual.update({m: "public" for m in PUBLIC_METHODS if m.startswith("/hpcgate.")})
+    assert documented == actual
+
+
+async def test_each_scoped_rpc_refuses_a_token_without_its_scope(
+    server: Gateway, channel: grpc.aio.Channel
+) -> None:
+    """Every RPC, called with a token holding every scope but the one it needs, is
+    PERMISSION_DENIED naming that scope, before its request is looked at."""
+    from google.protobuf import descriptor_pool
+
+    from hpcgate.server.auth.scopes import ALL_SCOPES
+
+    pool = descriptor_pool.Default()
+    raw: dict[str, Any] = {"request_serializer": bytes, "response_deserializer": bytes}
+    for method, scope in sorted(METHOD_SCOPES.items()):
+        if scope is None:
+            continue
+        md = bearer(server, "alice", tuple(sorted(ALL_SCOPES - {scope})))
+        service, name = method.strip("/").split("/")
+        rpc = pool.FindServiceByName(service).methods_by_name[name]
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            if rpc.client_streaming:
+                await channel.stream_unary(method, **raw)(iter([b""]), metadata=md)
+            elif rpc.server_streaming:
+                async for _ in channel.unary_stream(method, **raw)(b"", metadata=md):
+                    pass
+            else:
+                await channel.unary_unary(method, **raw)(b"", metadata=md)
+        assert e.value.code() == PERMISSION_DENIED, (method, e.value.details())
+        assert f"'{scope}'" in (e.value.details() or ""), (method, e.value.details())
+    # GetTokenInfo needs no particular scope.
+    info = await token_info(channel, sign_own(server, own_claims(server, scope="write")))
+    assert list(info.scopes) == ["write"]
+
+
 def register(
     server: Gateway,
     scopes: tuple[str, ...] = ("read",),
@@ -269,6 +349,23 @@ async def test_exchange_token_happy_path_and_scopes(
     with pytest.raises(grpc.aio.AioRpcError) as bad:
         await exchange(channel, "", grant_type="password")
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await exchange(
+            channel,
+            "",
+            grant_type="password",
+            client_assertion_type="urn:x",
+            scopes=["read", "admin"],
+            requested_lifetime=duration_pb2.Duration(seconds=-5),
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_fields(bad.value) == {
+        "client_assertion",
+        "grant_type",
+        "client_assertion_type",
+        "scopes[1]",
+        "requested_lifetime",
+    }
 
 
 async def test_rsa_client_with_its_own_key(server: Gateway, channel: grpc.aio.Channel) -> None:
@@ -340,6 +437,19 @@ async def test_client_outside_its_networks_cannot_exchange_or_call(
     token, _ = server.tokens.mint("alice", client.id, frozenset({"read"}), 60)
     code, _ = await refused(channel, token)
     assert code == PERMISSION_DENIED
+
+
+async def test_a_remembered_token_still_expires(server: Gateway, channel: grpc.aio.Channel) -> None:
+    """Verified tokens are remembered (no signature check per RPC), never past their expiry."""
+    leeway = server.config.auth.leeway
+    now = int(time.time())
+    token = sign_own(server, own_claims(server, iat=now - 60, nbf=now - 60, exp=now - leeway + 1))
+    assert (await token_info(channel, token)).user == "alice"  # within the leeway: accepted
+    assert token in server.tokens._verified
+    await asyncio.sleep(2.1)
+    code, message = await refused(channel, token)
+    assert code == UNAUTHENTICATED and "expired" in message
+    assert token not in server.tokens._verified
 
 
 async def test_old_key_verifies_after_rotation(server: Gateway, channel: grpc.aio.Channel) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -184,7 +185,7 @@ async def test_validation_errors_come_back_per_field(stub, gateway) -> None:
                     partition="nope",
                     memory_per_cpu_mib=0,
                     time_limit="whenever",
-                    working_directory="/home/alice/does-not-exist",
+                    working_directory="relative/dir",
                 ),
             ),
             metadata=bearer(gateway, "alice", EXEC),
@@ -197,9 +198,9 @@ async def test_validation_errors_come_back_per_field(stub, gateway) -> None:
         "options.time_limit",
         "options.working_directory",
     }
-    # bob's home is not alice's to use.
+    # The working directory is checked (as alice) only once the request is valid.
     with pytest.raises(grpc.aio.AioRpcError) as e:
-        await submit(stub, gateway, "alice", "#!/bin/sh\n", working_directory="/home/bob")
+        await submit(stub, gateway, "alice", "#!/bin/sh\n", working_directory="relative/dir")
     assert bad_fields(e.value) == {"options.working_directory"}
 
 
@@ -354,3 +355,148 @@ async def test_retry_after_a_crash_between_sbatch_and_the_record_adopts_the_job(
     reply = await stub.SubmitJob(request, metadata=bearer(gateway, "bob", EXEC))
     assert reply.job.job_id == orphan
     assert jobs_with_comment(job_comment("bob", request_id)) == {orphan}
+
+
+async def test_missing_or_forbidden_paths_are_not_found_or_permission_denied(
+    stub, gateway, tmp_path: Path
+) -> None:
+    """Issue 11: SubmitJob answers as compute.proto documents: NOT_FOUND for a working
+    directory or script_path that does not exist, PERMISSION_DENIED for one alice cannot
+    enter or read (bob's home, a script of bob's), INVALID_ARGUMENT for relative paths."""
+    md = bearer(gateway, "alice", EXEC)
+    script = "#!/bin/sh\ntrue\n"
+    marker = uuid.uuid4().hex[:8]
+    bobs = Path(f"/home/bob/hpcgate-test-{marker}.sh")
+    bobs.write_text(script)
+    os.chown(bobs, 1002, 1003)
+    os.chmod(bobs, 0o600)
+    not_a_dir = Path(f"/home/alice/hpcgate-test-{marker}.txt")
+    not_a_dir.write_text("a file")
+    os.chown(not_a_dir, 1001, 1002)
+    cases = [
+        ({"working_directory": f"/home/alice/missing-{marker}"}, None, "NOT_FOUND"),
+        ({"working_directory": f"{not_a_dir}/sub"}, None, "NOT_FOUND"),
+        ({"working_directory": "/home/bob"}, None, "PERMISSION_DENIED"),
+        ({}, f"/home/alice/missing-{marker}.sh", "NOT_FOUND"),
+        ({}, str(bobs), "PERMISSION_DENIED"),
+        ({}, "/home/bob/anything.sh", "PERMISSION_DENIED"),  # cannot search /home/bob
+    ]
+    try:
+        for options, script_path, code in cases:
+            request = S.SubmitJobRequest(
+                parent="systems/local", options=S.JobOptions(stdout_path="/dev/null", **options)
+            )
+            if script_path is None:
+                request.script = script
+            else:
+                request.script_path = script_path
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await stub.SubmitJob(request, metadata=md)
+            assert e.value.code().name == code, (options, script_path, e.value.details())
+            details = e.value.details() or ""
+            assert (script_path or options["working_directory"]) in details, details
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.SubmitJob(
+                S.SubmitJobRequest(parent="systems/local", script_path="job.sh"), metadata=md
+            )
+        assert bad_fields(e.value) == {"script_path"}
+        # The same script is fine for bob, and alice's own directory for alice.
+        job = (
+            await stub.SubmitJob(
+                S.SubmitJobRequest(
+                    parent="systems/local",
+                    script_path=str(bobs),
+                    options=S.JobOptions(stdout_path="/dev/null"),
+                ),
+                metadata=bearer(gateway, "bob", EXEC),
+            )
+        ).job
+        assert job.user == "bob"
+        job = await submit(
+            stub, gateway, "alice", script, working_directory="/tmp", stdout_path="/dev/null"
+        )
+        assert job.user == "alice"
+    finally:
+        bobs.unlink()
+        not_a_dir.unlink()
+
+
+def sacctmgr(*args: str) -> None:
+    subprocess.run(["sacctmgr", "-i", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def limited_account() -> Iterator[tuple[str, str, str]]:
+    """A Slurm account of alice's alone with MaxSubmitJobs=2, a QOS with
+    MaxSubmitJobsPerUser=1 and one with MaxWall=10 minutes (DenyOnLimit): (account,
+    counted QOS, short QOS). Removed afterwards with every job in them."""
+    tag = uuid.uuid4().hex[:6]
+    account, counted, short = f"hpcgate-lim-{tag}", f"hpcgate-sub1-{tag}", f"hpcgate-wall-{tag}"
+    sacctmgr("add", "qos", counted, "maxsubmitjobsperuser=1")
+    sacctmgr("add", "qos", short, "maxwall=00:10:00", "flags=DenyOnLimit")
+    sacctmgr("add", "account", account, "cluster=hpcgate", "description=limit test")
+    sacctmgr(
+        "add", "user", "alice", f"account={account}", "maxsubmitjobs=2",
+        f"qos=normal,{counted},{short}",
+    )  # fmt: skip
+    try:
+        yield account, counted, short
+    finally:
+        subprocess.run(["scancel", "-A", account], check=False)
+        for _ in range(30):
+            queue = subprocess.run(
+                ["squeue", "-h", "-A", account], capture_output=True, text=True, check=False
+            )
+            if not queue.stdout.strip():
+                break
+            time.sleep(0.5)
+        sacctmgr("delete", "user", "alice", "where", f"account={account}")
+        sacctmgr("delete", "account", account)
+        sacctmgr("delete", "qos", counted, short)
+
+
+async def test_qos_and_association_limits_are_resource_exhausted(
+    stub, gateway, limited_account: tuple[str, str, str]
+) -> None:
+    """Issue 11: a refusal for a QOS or association submit limit (MaxSubmitJobs) is
+    RESOURCE_EXHAUSTED with Slurm's reason; a per-job limit (MaxWall) is INVALID_ARGUMENT
+    naming options.time_limit."""
+    account, counted, short = limited_account
+
+    async def attempt(qos: str, time_limit: str = "5") -> S.Job:
+        return await submit(
+            stub, gateway, "alice", "#!/bin/sh\ntrue\n", account=account, qos=qos,
+            time_limit=time_limit, stdout_path="/dev/null", extra_arguments=["--hold"],
+        )  # fmt: skip
+
+    for _ in range(40):  # slurmctld learns of the new association from slurmdbd
+        try:
+            first = await attempt(counted)
+            break
+        except grpc.aio.AioRpcError as e:  # "Invalid account" or "Invalid qos" meanwhile
+            assert e.code() in (
+                grpc.StatusCode.PERMISSION_DENIED,
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ), e.details()
+            await asyncio.sleep(0.25)
+    else:
+        pytest.fail(f"slurmctld never accepted a job in the new account {account}")
+    assert first.account == account
+
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await attempt(counted)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
+    assert "QOSMaxSubmitJobPerUserLimit" in (e.value.details() or "")
+    assert "retry when some have ended" in (e.value.details() or "")
+
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await attempt(short, time_limit="20")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    assert bad_fields(e.value) == {"options.time_limit"}
+    assert "QOSMaxWallDurationPerJobLimit" in (e.value.details() or "")
+
+    await attempt("normal")  # the association's second job
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await attempt("normal")
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
+    assert "AssocMaxSubmitJobLimit" in (e.value.details() or "")

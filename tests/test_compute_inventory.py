@@ -17,7 +17,9 @@ import pytest
 from conftest import require
 from hpcgate.server.compute import inventory
 from hpcgate.server.compute.jobs import JobReader
-from hpcgate.server.config import SlurmConfig
+from hpcgate.server.config import SlurmConfig, WatchConfig
+from hpcgate.server.events.hub import JobHub
+from hpcgate.server.slurm.adapter import JobRecord
 from hpcgate.server.slurm.cli_adapter import CommandLineAdapter
 from hpcgate.v1 import compute_pb2
 
@@ -47,6 +49,41 @@ def scancel(*job_ids: str) -> None:
 async def adapter(slurm_cluster: None) -> AsyncIterator[CommandLineAdapter]:
     require(shutil.which("runuser") is not None, "runuser is needed to submit as alice/bob")
     yield CommandLineAdapter(SlurmConfig())
+
+
+class Reads:
+    """JobReader's answers as plain records, straight from Slurm or through a polled hub
+    (the server's way: one poll before each read stands in for the poller's interval)."""
+
+    def __init__(self, adapter: CommandLineAdapter, hub: JobHub | None) -> None:
+        self.reader = JobReader(adapter, hub)
+        self.hub = hub
+
+    async def _sync(self) -> None:
+        if self.hub is not None:
+            await self.hub.poll_once()
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        await self._sync()
+        view = await self.reader.get(job_id)
+        return None if view is None else view.record
+
+    async def list(
+        self, users: list[str] | None, start: datetime, end: datetime | None
+    ) -> list[JobRecord]:
+        await self._sync()
+        return [v.record for v in await self.reader.list(users, start, end)]
+
+    async def find_by_comment(self, user: str, comment: str) -> str | None:
+        return await self.reader.find_by_comment(user, comment)
+
+
+@pytest.fixture(params=["slurm", "hub"])
+def reads(request: pytest.FixtureRequest, adapter: CommandLineAdapter) -> Reads:
+    if request.param == "slurm":
+        return Reads(adapter, None)
+    settings = WatchConfig(backfill=3600.0, accounting_interval=0.1)
+    return Reads(adapter, JobHub(SYSTEM, adapter, settings))
 
 
 async def test_list_partitions(adapter: CommandLineAdapter) -> None:
@@ -102,8 +139,8 @@ async def test_list_reservations(adapter: CommandLineAdapter) -> None:
     assert name not in {r.reservation for r in await inventory.list_reservations(adapter, SYSTEM)}
 
 
-async def test_get_and_list_live_jobs(adapter: CommandLineAdapter) -> None:
-    reader = JobReader(adapter)
+async def test_get_and_list_live_jobs(reads: Reads) -> None:
+    reader = reads
     before = datetime.now(UTC) - timedelta(seconds=2)
     running = sbatch("alice", "-J", "live", "--wrap", "sleep 30")
     waiting = sbatch("alice", "--begin=now+1hour", "--wrap", "true")
@@ -117,6 +154,11 @@ async def test_get_and_list_live_jobs(adapter: CommandLineAdapter) -> None:
         held = await reader.get(waiting)
         assert held is not None and held.state == "PENDING" and held.reason == "BeginTime"
         assert held.source == "queue"  # pending: answered from the queue alone
+        if reads.hub is not None:  # running: its accounting came with the poll
+            await asyncio.sleep(0.5)
+            job = await reader.get(running)
+            assert job is not None
+            assert job.state != "RUNNING" or "batch" in [s.step_id for s in job.steps]
         # Jobs that have not ended are listed even when submitted before the window.
         later = datetime.now(UTC) + timedelta(minutes=5)
         listed = {j.job_id for j in await reader.list(["alice"], later, None)}
@@ -143,8 +185,8 @@ async def wait_until_gone(adapter: CommandLineAdapter, job_ids: set[str]) -> Non
     pytest.fail(f"jobs {sorted(job_ids)} still in the queue after 90 s")
 
 
-async def test_jobs_after_they_left_the_queue(adapter: CommandLineAdapter) -> None:
-    reader = JobReader(adapter)
+async def test_jobs_after_they_left_the_queue(adapter: CommandLineAdapter, reads: Reads) -> None:
+    reader = reads
     before = datetime.now(UTC) - timedelta(seconds=2)
     comment = f"hpcgate-test-{os.getpid()}-{time.time_ns()}"
     ok = sbatch("alice", f"--comment={comment}", "--wrap", "true")
@@ -191,3 +233,10 @@ async def test_jobs_after_they_left_the_queue(adapter: CommandLineAdapter) -> No
     # A window that ends before the submissions holds none of these (ended) jobs.
     earlier = await reader.list(["alice"], before - timedelta(hours=1), before)
     assert not {ok, failed} & {j.job_id for j in earlier}
+    if reads.hub is not None:
+        # Ended jobs are final: reading them again costs Slurm nothing.
+        calls = reads.hub.accounting_calls
+        for job_id in (ok, failed, f"{array}_1", stepped):
+            again = await reads.reader.get(job_id)
+            assert again is not None and again.record.finished and again.has_steps
+        assert reads.hub.accounting_calls == calls

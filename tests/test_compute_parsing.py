@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -546,36 +547,47 @@ def reader(adapter: RecordedAdapter) -> JobReader:
     return JobReader(adapter)  # type: ignore[arg-type]  # only the two job calls
 
 
+async def get(adapter: RecordedAdapter, job_id: str) -> JobRecord | None:
+    """JobReader.get without a hub: the record alone (no revision to report)."""
+    view = await reader(adapter).get(job_id)
+    assert view is None or (view.revision, view.updated_at) == (0, None)
+    return None if view is None else view.record
+
+
+async def listed(adapter: RecordedAdapter, *args: Any, **kwargs: Any) -> list[JobRecord]:
+    return [v.record for v in await reader(adapter).list(*args, **kwargs)]
+
+
 async def test_reader_get_pending_running_and_forgotten(recorded: RecordedAdapter) -> None:
-    pending = await reader(recorded).get("29")
+    pending = await get(recorded, "29")
     assert pending is not None and pending.source == "queue" and recorded.calls == ["squeue"]
     recorded.calls.clear()
-    running = await reader(recorded).get("30")
+    running = await get(recorded, "30")
     assert running is not None and running.source == "merged" and running.state == "RUNNING"
     assert running.steps and recorded.calls == ["squeue", "sacct"]
     # The controller has forgotten jobs 36-38: accounting alone.
     recorded.calls.clear()
-    old = await reader(recorded).get("36_3")
+    old = await get(recorded, "36_3")
     assert old is not None and old.job_id == "36" and old.source == "accounting"
     assert recorded.calls == ["squeue", "sacct"]
-    assert await reader(recorded).get("4242") is None
+    assert await get(recorded, "4242") is None
     with pytest.raises(ValueError):
-        await reader(recorded).get("x")
+        await get(recorded, "x")
 
 
 async def test_reader_get_survives_accounting_outage_for_queued_jobs(
     recorded: RecordedAdapter,
 ) -> None:
     recorded.accounting_fails = True
-    job = await reader(recorded).get("30")
+    job = await get(recorded, "30")
     assert job is not None and job.source == "queue" and job.steps == ()
     with pytest.raises(SlurmUnavailable):
-        await reader(recorded).get("37")  # not queued: unknown without accounting
+        await get(recorded, "37")  # not queued: unknown without accounting
 
 
 async def test_reader_list_window_and_users(recorded: RecordedAdapter) -> None:
     submitted = datetime(2026, 11, 21, 6, 5, 29, tzinfo=UTC)
-    jobs = await reader(recorded).list(["alice"], submitted, None, include_steps=False)
+    jobs = await listed(recorded, ["alice"], submitted, None, include_steps=False)
     assert sorted(recorded.calls) == ["sacct", "squeue"]
     ids = [j.job_id for j in jobs]
     assert ids == sorted(ids, key=int, reverse=True) and "31" not in ids
@@ -584,11 +596,11 @@ async def test_reader_list_window_and_users(recorded: RecordedAdapter) -> None:
     assert next(j for j in jobs if j.job_id == "28").source == "merged"
     # A later window keeps only jobs that have not ended (the pending 29 and 32, and 30,
     # which the recorded queue still shows running).
-    later = await reader(recorded).list(["alice"], submitted + timedelta(hours=1), None)
+    later = await listed(recorded, ["alice"], submitted + timedelta(hours=1), None)
     assert {j.job_id for j in later} == {"29", "30", "32"}
-    everyone = await reader(recorded).list(None, submitted, None)
+    everyone = await listed(recorded, None, submitted, None)
     assert "31" in {j.job_id for j in everyone}
-    assert await reader(recorded).list([], submitted, None) == []
+    assert await listed(recorded, [], submitted, None) == []
 
 
 async def test_reader_find_by_comment(recorded: RecordedAdapter) -> None:

@@ -25,10 +25,12 @@ from hpcgate.server.auth.check import Authenticator
 from hpcgate.server.auth.keys import ServerKeys
 from hpcgate.server.auth.registry import ClientRegistry
 from hpcgate.server.auth.tokens import TokenService
+from hpcgate.server.children import install_pidfd_watcher
 from hpcgate.server.config import Config
 from hpcgate.server.events.hub import JobHub
 from hpcgate.server.privsep import PrivilegeSeparation
 from hpcgate.server.slurm.factory import make_adapter
+from hpcgate.server.state.job_archive import JobArchive
 from hpcgate.server.state.store import StateStore
 from hpcgate.server.status.hub import StatusHub
 from hpcgate.server.status.prober import SystemProber
@@ -102,7 +104,18 @@ class Gateway:
         self.health = HealthServicer()
         self.draining = asyncio.Event()
         # One shared job poller per system (events/hub.py).
-        self.hubs = {s.id: JobHub(s.id, self.adapters[s.id], config.watch) for s in config.systems}
+        self.hubs = {
+            s.id: JobHub(
+                s.id, self.adapters[s.id], config.watch,
+                JobArchive(self.store, s.id, config.watch.finished_cache_size),
+            )
+            for s in config.systems
+        }  # fmt: skip
+        # One status prober per system; its inventory also answers ComputeService's lists.
+        self.probers = {
+            s.id: SystemProber(s, self.adapters[s.id], self.store, config.status, self.hub.publish)
+            for s in config.systems
+        }
         # Durable tasks; kinds (e.g. transfers) register their handlers on it.
         self.tasks = TaskRunner(SqliteTaskStore(self.store), config.tasks)
         # StartTransfer's tasks (registers the "transfer" kind on the runner).
@@ -127,7 +140,13 @@ class Gateway:
         )
         compute_pb2_grpc.add_ComputeServiceServicer_to_server(
             ComputeServicer(
-                config, self.adapters, self.store, self.privsep, self.hubs, self.draining
+                config,
+                self.adapters,
+                self.store,
+                self.privsep,
+                self.hubs,
+                self.draining,
+                self.probers,
             ),
             self.server,
         )
@@ -173,6 +192,7 @@ class Gateway:
 
     async def start(self) -> int:
         """Bind, start serving, start the probers. Health is SERVING after the first probes."""
+        install_pidfd_watcher()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.port = self._bind()
         if self.port == 0:
@@ -180,11 +200,8 @@ class Gateway:
         # Tasks a previous run left unfinished are resumed or failed before RPCs see them.
         await self.tasks.start()
         await self.server.start()
-        for system in self.config.systems:
-            prober = SystemProber(
-                system, self.adapters[system.id], self.store, self.config.status, self.hub.publish
-            )
-            self._tasks.append(asyncio.create_task(prober.run(), name=f"prober-{system.id}"))
+        for system_id, prober in self.probers.items():
+            self._tasks.append(asyncio.create_task(prober.run(), name=f"prober-{system_id}"))
         for system_id, hub in self.hubs.items():
             self._tasks.append(asyncio.create_task(hub.run(), name=f"jobs-{system_id}"))
         self._tasks.append(asyncio.create_task(self._serve_when_probed(), name="readiness"))

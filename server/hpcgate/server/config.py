@@ -81,6 +81,14 @@ class WatchConfig:
     heartbeat_interval: float = 15.0
     # Seconds a finished job stays in the hub after it left the queue.
     retention: float = 3600.0
+    # Seconds between accounting refreshes of a running job's steps (one sacct call per
+    # interval for all running jobs; jobs that change state are refreshed at once).
+    accounting_interval: float = 10.0
+    # Final records of ended jobs kept for GetJob/ListJobs (oldest dropped first).
+    finished_cache_size: int = 100_000
+    # At start, read this many seconds of accounting (all users, one call) so that
+    # ListJobs over that window is answered from memory; 0 disables it.
+    backfill: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -696,6 +704,11 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             stream_queue_size=s.integer("stream_queue_size", watch.stream_queue_size, 10),
             heartbeat_interval=s.seconds("heartbeat_interval", watch.heartbeat_interval),
             retention=s.seconds("retention", watch.retention),
+            accounting_interval=s.seconds(
+                "accounting_interval", watch.accounting_interval, minimum=0.1
+            ),
+            finished_cache_size=s.integer("finished_cache_size", watch.finished_cache_size, 100),
+            backfill=s.seconds("backfill", watch.backfill, minimum=0),
         )
         s.finish()
         if watch.poll_ceiling < watch.poll_floor:

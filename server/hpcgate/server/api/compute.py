@@ -9,6 +9,7 @@ poller, see events/hub.py) with accounting; the streams are in job_streams.py.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -24,23 +25,26 @@ from hpcgate.server.api.errors import (
     FieldViolations,
     from_os_error,
     from_privsep,
+    invalid_argument,
     not_found,
     unavailable,
 )
 from hpcgate.server.api.job_streams import read_job_output, watch_jobs
 from hpcgate.server.api.pagination import check_page_request, paginate
 from hpcgate.server.api.resources import system_id_from_name
+from hpcgate.server.api.timeconv import read_duration, read_timestamp
 from hpcgate.server.auth.caller import Caller, current_caller
 from hpcgate.server.compute import inventory
 from hpcgate.server.compute.convert import job_to_proto, state_to_proto
 from hpcgate.server.compute.idempotency import JobRequests, job_comment, request_fingerprint
 from hpcgate.server.compute.jobs import JobReader
-from hpcgate.server.compute.submit import Submission, build_submission
+from hpcgate.server.compute.submit import Submission, build_submission, submitted_record
 from hpcgate.server.config import Config, SystemConfig
-from hpcgate.server.events.hub import JobHub
+from hpcgate.server.events.hub import JobHub, JobView
 from hpcgate.server.slurm import SlurmAdapter, SlurmError, SlurmUnavailable
-from hpcgate.server.slurm.adapter import JobRecord
+from hpcgate.server.slurm.adapter import JobRecord, PartitionInfo
 from hpcgate.server.state.store import StateStore
+from hpcgate.server.status.prober import Inventory, SystemProber
 from hpcgate.v1 import compute_pb2, compute_pb2_grpc
 
 T = TypeVar("T")
@@ -48,13 +52,42 @@ _JOB_NAME = re.compile(r"^systems/([a-z][a-z0-9-]{0,62})/jobs/(\d+(?:_\d+)?)$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
              "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}  # fmt: skip
-# How Slurm's refusals of a submission map to canonical codes (first match wins).
-_SBATCH_REFUSALS = [
+# How Slurm's refusals of a submission map to canonical codes (first match wins): the
+# pattern, the code, for INVALID_ARGUMENT the field the BadRequest names, and what to do.
+# An accounting/QOS refusal comes as two lines, the limit's reason first
+# ("QOSMaxSubmitJobPerUserLimit", "AssocMaxSubmitJobLimit", "QOSMaxWallDurationPerJobLimit")
+# then "Job violates accounting/QOS policy (job submit limit, user's size and/or time
+# limits)".
+_INVALID, _DENIED = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED
+_LIMITS = "AccountService.ListProjects shows your associations' QOS and limits"
+_SBATCH_REFUSALS: list[tuple[re.Pattern[str], grpc.StatusCode, str, str]] = [
     (re.compile(r"invalid account|not permitted|access denied|user's group not permitted",
-                re.I), grpc.StatusCode.PERMISSION_DENIED),
-    (re.compile(r"invalid partition|invalid qos|invalid feature|invalid generic resource|"
-                r"requested time limit is invalid|invalid dependency|"
-                r"node count specification invalid", re.I), grpc.StatusCode.INVALID_ARGUMENT),
+                re.I), _DENIED, "", "use an account, partition and QOS you are allowed"),
+    # A per-job size or time limit (with DenyOnLimit): this job can never run as asked.
+    (re.compile(r"MaxWallDuration\w*PerJob", re.I), _INVALID, "options.time_limit",
+     f"ask for less time; {_LIMITS}"),
+    (re.compile(r"PerJob|PerNode|MinTRES", re.I), _INVALID, "options",
+     f"ask for fewer resources; {_LIMITS}"),
+    # A limit on how many jobs may be queued (MaxSubmitJobs, GrpSubmitJobs) was reached.
+    (re.compile(r"SubmitJob", re.I), grpc.StatusCode.RESOURCE_EXHAUSTED, "",
+     f"you have as many jobs queued as your association or QOS allows: retry when some "
+     f"have ended, or cancel some; {_LIMITS}"),
+    (re.compile(r"accounting/QOS policy", re.I), grpc.StatusCode.RESOURCE_EXHAUSTED, "",
+     f"the job exceeds a limit of your association or QOS; {_LIMITS}"),
+    (re.compile(r"invalid partition", re.I), _INVALID, "options.partition",
+     "ListPartitions shows the partitions"),
+    (re.compile(r"invalid qos", re.I), _INVALID, "options.qos",
+     "AccountService.ListProjects shows the QOS you may use"),
+    (re.compile(r"invalid feature", re.I), _INVALID, "options.constraints",
+     "ListNodes shows the nodes' features"),
+    (re.compile(r"invalid generic resource", re.I), _INVALID, "options.gpus",
+     "ListNodes shows the nodes' GPUs"),
+    (re.compile(r"requested time limit is invalid", re.I), _INVALID, "options.time_limit",
+     "stay within the partition's time limit (ListPartitions)"),
+    (re.compile(r"invalid dependency", re.I), _INVALID, "options.dependency",
+     "name jobs that exist, in Slurm's dependency syntax"),
+    (re.compile(r"node count specification invalid", re.I), _INVALID, "options.nodes",
+     "ask for no more nodes than the partition has (ListPartitions)"),
 ]  # fmt: skip
 
 
@@ -70,10 +103,16 @@ def slurm_errors(what: str) -> Iterator[None]:
 
 
 def _refusal(message: str) -> ApiError:
-    text = message.strip().removeprefix("sbatch: error: ").strip()
-    for pattern, code in _SBATCH_REFUSALS:
+    """The ApiError for sbatch's stderr when it refused a job (each line's `sbatch:
+    error:` dropped, the lines joined with '; ')."""
+    lines = (line.strip().removeprefix("sbatch: error: ").strip() for line in
+             message.splitlines())  # fmt: skip
+    text = "; ".join(line for line in lines if line)
+    for pattern, code, field, hint in _SBATCH_REFUSALS:
         if pattern.search(text):
-            return ApiError(code, f"Slurm refused the job: {text}")
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                return invalid_argument([(field, f"Slurm refused the job: {text}; {hint}")])
+            return ApiError(code, f"Slurm refused the job: {text}; {hint}")
     return ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"Slurm refused the job: {text}")
 
 
@@ -86,15 +125,18 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         users: privsep.PrivilegeSeparation,
         hubs: dict[str, JobHub],
         draining: asyncio.Event,
+        probers: dict[str, SystemProber] | None = None,
     ) -> None:
         self.config = config
         self.adapters = adapters
         self.hubs = hubs
         self.draining = draining
+        self.probers = probers or {}
         self.readers = {sid: JobReader(a, hubs.get(sid)) for sid, a in adapters.items()}
         self.requests = JobRequests(store)
         self.users = users
         self._request_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._lock_users: dict[tuple[str, str, str], int] = {}  # holders and waiters
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -130,14 +172,19 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 f"job {job_id} belongs to another user; you can only see your own jobs",
             )
 
-    async def _read_job(self, system_id: str, job_id: str) -> JobRecord:
+    async def _read_job(self, system_id: str, job_id: str) -> JobView:
         with slurm_errors(f"reading job {job_id}"):
-            job = await self.readers[system_id].get(job_id)
-        if job is None:
+            view = await self.readers[system_id].get(job_id)
+        if view is None:
             raise not_found(
                 f"no job {job_id} on systems/{system_id} (neither queued nor in accounting)"
             )
-        return job
+        return view
+
+    def _job_proto(self, system_id: str, job: JobRecord) -> compute_pb2.Job:
+        hub = self.hubs.get(system_id)
+        revision, updated_at = hub.changed(job.job_id) if hub is not None else (0, None)
+        return job_to_proto(job, system_id, True, revision, updated_at)
 
     # -- SubmitJob ----------------------------------------------------------------------
 
@@ -149,58 +196,79 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         system = self._system(request.parent, "parent", errors)
         if request.request_id and not _REQUEST_ID.match(request.request_id):
             errors.add("request_id", "use 1-128 letters, digits and . _ : -")
-        partitions = []
-        if system is not None:
-            with slurm_errors("reading partitions"):
-                partitions = await self.adapters[system.id].partitions()
+        partitions = await self._partitions(system.id) if system is not None else []
         submission = build_submission(
             request, partitions, self.config.compute.max_script_bytes, errors
         )
-        identity = await self._identity(caller)
-        if not submission.working_directory:
-            submission.working_directory = identity.home
-        await self._check_directory(identity, submission.working_directory, errors)
         errors.raise_if_any()
         assert system is not None
+        # Looked up while the request id is recorded (both take a trip to a thread).
+        looking_up = asyncio.ensure_future(self._identity(caller))
+        looking_up.add_done_callback(lambda f: f.cancelled() or f.exception())
         if not request.request_id:
-            job_id = await self._sbatch(identity, submission, None)
+            job_id, fresh = await self._sbatch(await looking_up, submission, None), True
         else:
-            job_id = await self._submit_once(caller, identity, system.id, request, submission)
-        job = await self._read_job(system.id, job_id)
-        if system.id in self.hubs:  # watchers and reads see the new job at once
-            self.hubs[system.id].record(job)
-            self.hubs[system.id].poke()
-        return compute_pb2.SubmitJobResponse(job=job_to_proto(job, system.id))
+            job_id, fresh = await self._submit_once(
+                caller, looking_up, system.id, request, submission
+            )
+        identity = await looking_up
+        hub = self.hubs.get(system.id)
+        if not fresh or hub is None:  # a retry: the job as it is now
+            view = await self._read_job(system.id, job_id)
+            return compute_pb2.SubmitJobResponse(
+                job=job_to_proto(view.record, system.id, True, view.revision, view.updated_at)
+            )
+        job = submitted_record(
+            request, job_id, caller.user, identity.uid,
+            submission.working_directory or identity.home, datetime.now(UTC),
+        )  # fmt: skip
+        if hub.get(job_id) is None:  # a poll may already have seen it
+            hub.record(job)  # watchers and reads see the new job at once
+        hub.poke()  # the controller's full record follows with the next poll
+        return compute_pb2.SubmitJobResponse(job=self._job_proto(system.id, hub.get(job_id) or job))
 
-    async def _check_directory(
-        self, identity: privsep.UserIdentity, path: str, errors: FieldViolations
-    ) -> None:
-        """The working directory must be a directory the caller can enter."""
-        if not path.startswith("/"):
-            return  # already reported
-        try:
-            worker = await self.users.worker(identity)
-            os.close(await worker.directory(path))  # opened as the caller, then dropped
-        except OSError as e:
-            errors.add("options.working_directory", f"{path}: {e.strerror or e}")
-        except privsep.PrivsepError as e:
-            raise from_privsep(e, "checking the working directory") from None
+    @staticmethod
+    def _directory_error(e: OSError, path: str) -> ApiError:
+        """The working directory, opened as the caller when sbatch starts, was refused:
+        NOT_FOUND when it does not exist, PERMISSION_DENIED when the caller cannot enter
+        it. (Opening it is part of starting sbatch: no separate check, no extra trip.)"""
+        reason = e.strerror or str(e)
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return not_found(
+                f"working directory {path}: {reason}; create it first, or set "
+                "options.working_directory to an existing directory"
+            )
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return ApiError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"working directory {path}: {reason} (you cannot enter it); choose a "
+                "directory you can search, such as your home directory",
+            )
+        return from_os_error(e, f"working directory {path}")
 
     async def _submit_once(
         self,
         caller: Caller,
-        identity: privsep.UserIdentity,
+        identity: Awaitable[privsep.UserIdentity],
         system_id: str,
         request: compute_pb2.SubmitJobRequest,
         submission: Submission,
-    ) -> str:
-        """Submit at most once per (user, system, request_id), across retries and restarts."""
+    ) -> tuple[str, bool]:
+        """Submit at most once per (user, system, request_id), across retries and restarts;
+        the job id, and whether this call submitted it."""
         key = (caller.user, system_id, request.request_id)
         fingerprint = request_fingerprint(request.SerializeToString(deterministic=True))
         comment = job_comment(caller.user, request.request_id)
         lock = self._request_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            record = await asyncio.to_thread(self.requests.get, *key)
+        self._lock_users[key] = self._lock_users.get(key, 0) + 1
+        recording: asyncio.Future[None] | None = None
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._forget_lock(key)
+            raise
+        try:
+            record = await asyncio.to_thread(self.requests.claim, *key, fingerprint)
             if record is not None and record.request_hash != fingerprint:
                 raise ApiError(
                     grpc.StatusCode.ALREADY_EXISTS,
@@ -208,45 +276,84 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                     "use a new request_id for a new job",
                 )
             if record is not None and record.job_id is not None:
-                return record.job_id
+                return record.job_id, False
             if record is not None:  # sbatch ran but we died before recording its answer
                 with slurm_errors("looking for an interrupted submission"):
                     found = await self.readers[system_id].find_by_comment(caller.user, comment)
                 if found is not None:
                     await asyncio.to_thread(self.requests.finish, *key, found)
-                    return found
-            else:
-                await asyncio.to_thread(self.requests.begin, *key, fingerprint)
+                    return found, False
             try:
-                job_id = await self._sbatch(identity, submission, comment)
+                job_id = await self._sbatch(await identity, submission, comment)
             except ApiError:
                 await asyncio.to_thread(self.requests.abandon, *key)
                 raise
-            await asyncio.to_thread(self.requests.finish, *key, job_id)
-            return job_id
+            # Recorded while the answer travels: a retry waits for the lock until it is,
+            # and after a crash before it, finds the job by its comment.
+            recording = asyncio.ensure_future(asyncio.to_thread(self.requests.finish, *key, job_id))
+            return job_id, True
+        finally:
+            if recording is None:
+                self._release(key, lock)
+            else:
+                recording.add_done_callback(lambda _: self._release(key, lock))
+
+    def _release(self, key: tuple[str, str, str], lock: asyncio.Lock) -> None:
+        lock.release()
+        self._forget_lock(key)
+
+    def _forget_lock(self, key: tuple[str, str, str]) -> None:
+        """Drop a request's lock once no call holds or waits for it (bounded memory)."""
+        self._lock_users[key] -= 1
+        if not self._lock_users[key]:
+            del self._lock_users[key], self._request_locks[key]
 
     async def _sbatch(
         self, identity: privsep.UserIdentity, submission: Submission, comment: str | None
     ) -> str:
         env = self.users.user_env(identity)
         env.update(submission.environment)
+        directory = submission.working_directory or identity.home
         try:
             result = await self.users.run(
                 identity,
                 submission.argv(comment),
-                cwd=submission.working_directory,
+                cwd=directory,
                 env=env,
                 input=submission.script or b"",
                 time_limit=self.config.compute.submit_timeout,
             )
         except OSError as e:
-            raise from_os_error(e, f"working directory {submission.working_directory}") from None
+            raise self._directory_error(e, directory) from None
         except privsep.PrivsepError as e:
             raise from_privsep(e, "running sbatch") from None
         if result.returncode != 0:
             message = result.stderr.decode(errors="replace")
             if "unable to contact slurm controller" in message.lower():
                 raise unavailable(f"the scheduler does not answer: {message.strip()}")
+            if submission.script_path is not None and "unable to open file" in message.lower():
+                # sbatch says the same for a missing and an unreadable script: ask the kernel.
+                try:
+                    worker = await self.users.worker(identity)
+                    _, fds = await worker.call("open_file", {"path": submission.script_path})
+                    for fd in fds:
+                        os.close(fd)
+                except OSError as e:
+                    what = f"script_path {submission.script_path}"
+                    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                        raise not_found(
+                            f"{what}: {e.strerror}; upload the script first, or "
+                            "send it inline in `script`"
+                        ) from None
+                    if e.errno in (errno.EACCES, errno.EPERM):
+                        raise ApiError(
+                            grpc.StatusCode.PERMISSION_DENIED,
+                            f"{what}: {e.strerror}; you must be able to read the "
+                            "script (and search its directories)",
+                        ) from None
+                    raise from_os_error(e, what) from None
+                except privsep.PrivsepError as e:
+                    raise from_privsep(e, "checking script_path") from None
             raise _refusal(message)
         job_id = result.stdout.decode().strip().split(";")[0]
         if not job_id.isdigit():
@@ -262,9 +369,11 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         errors = FieldViolations()
         system_id, job_id = self._job_name(request.name, "name", errors)
         errors.raise_if_any()
-        job = await self._read_job(system_id, job_id)
-        self._check_visible(job, caller, job_id)
-        return compute_pb2.GetJobResponse(job=job_to_proto(job, system_id))
+        view = await self._read_job(system_id, job_id)
+        self._check_visible(view.record, caller, job_id)
+        return compute_pb2.GetJobResponse(
+            job=job_to_proto(view.record, system_id, True, view.revision, view.updated_at)
+        )
 
     async def ListJobs(
         self, request: compute_pb2.ListJobsRequest, context: Any
@@ -282,34 +391,40 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 "listing other users' jobs is not allowed on this server",
             )
         now = datetime.now(UTC)
-        start = (
-            request.submitted_after.ToDatetime(UTC)
-            if request.HasField("submitted_after")
-            else now - timedelta(seconds=self.config.compute.default_list_window)
+        start = read_timestamp(request, "submitted_after", errors) or now - timedelta(
+            seconds=self.config.compute.default_list_window
         )
-        end = request.submitted_before.ToDatetime(UTC) if request.HasField("submitted_before") \
-            else None  # fmt: skip
+        end = read_timestamp(request, "submitted_before", errors)
         if end is not None and end <= start:
             errors.add("submitted_before", "must be later than submitted_after")
         errors.raise_if_any()
         assert system is not None
         users = [f.user or caller.user]
+        # Read before the jobs: resuming a watch from it replays anything newer than the list.
+        revision = self.hubs[system.id].revision if system.id in self.hubs else 0
         with slurm_errors("listing jobs"):
-            jobs = await self.readers[system.id].list(users, start, end)
+            views = await self.readers[system.id].list(
+                users, start, end, include_steps=request.include_steps
+            )
         states = set(f.states)
-        jobs = [
-            j for j in jobs
-            if (not wanted_ids or j.job_id in wanted_ids)
+        views = [
+            v for v in views
+            if (j := v.record)
+            and (not wanted_ids or j.job_id in wanted_ids)
             and (not states or state_to_proto(j.state) in states)
             and (not f.partition or j.partition == f.partition)
             and (not f.job_name or j.job_name == f.job_name)
             and (not f.account or j.account == f.account)
         ]  # fmt: skip
-        jobs.sort(key=lambda j: (j.submit_time or now, j.job_id), reverse=True)
-        page, token = paginate(jobs, request.page_size, request.page_token)
+        views.sort(key=lambda v: (v.record.submit_time or now, v.record.job_id), reverse=True)
+        page, token = paginate(views, request.page_size, request.page_token)
         return compute_pb2.ListJobsResponse(
-            jobs=[job_to_proto(j, system.id, include_steps=request.include_steps) for j in page],
+            jobs=[
+                job_to_proto(v.record, system.id, request.include_steps, v.revision, v.updated_at)
+                for v in page
+            ],
             next_page_token=token,
+            revision=revision,
         )
 
     # -- CancelJob ----------------------------------------------------------------------
@@ -324,7 +439,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         if request.signal and not (signal.isdigit() or re.match(r"^[A-Z0-9]{2,8}$", signal)):
             errors.add("signal", "must be a signal name such as SIGUSR1 or a number")
         errors.raise_if_any()
-        job = await self._read_job(system_id, job_id)
+        job = (await self._read_job(system_id, job_id)).record
         if job.user != caller.user:
             raise ApiError(
                 grpc.StatusCode.PERMISSION_DENIED,
@@ -336,7 +451,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"job {job_id} has ended ({job.state}); there is nothing to signal",
                 )
-            return compute_pb2.CancelJobResponse(job=job_to_proto(job, system_id))
+            return compute_pb2.CancelJobResponse(job=self._job_proto(system_id, job))
         if request.signal and job.state != "RUNNING":
             raise ApiError(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -363,40 +478,86 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             )
         if system_id in self.hubs:
             self.hubs[system_id].poke()
-        job = await self._read_job(system_id, job_id)
-        return compute_pb2.CancelJobResponse(job=job_to_proto(job, system_id))
+        view = await self._read_job(system_id, job_id)
+        return compute_pb2.CancelJobResponse(
+            job=job_to_proto(view.record, system_id, True, view.revision, view.updated_at)
+        )
 
     # -- inventory ----------------------------------------------------------------------
 
+    def _inventory_of(self, system_id: str) -> Inventory | None:
+        prober = self.probers.get(system_id)
+        return prober.fresh_inventory() if prober is not None else None
+
+    async def _partitions(self, system_id: str) -> list[PartitionInfo]:
+        """The system's partitions: the prober's (no Slurm call) or, without a recent probe,
+        Slurm's."""
+        known = self._inventory_of(system_id)
+        if known is not None:
+            return known.partitions
+        with slurm_errors("reading partitions"):
+            return await self.adapters[system_id].partitions()
+
     async def _inventory(
-        self, request: Any, lister: Callable[[SlurmAdapter, str], Awaitable[list[T]]], what: str
+        self,
+        request: Any,
+        from_snapshot: Callable[[Inventory, str], list[T]],
+        live: Callable[[SlurmAdapter, str], Awaitable[list[T]]],
+        what: str,
     ) -> tuple[list[T], str]:
-        """One page of partitions, nodes or reservations of the request's system."""
+        """One page of partitions, nodes or reservations of the request's system, from the
+        prober's inventory (as of its last probe) or, without a recent one, from Slurm."""
         errors = FieldViolations()
         system = self._system(request.parent, "parent", errors)
         check_page_request(request.page_size, request.page_token, errors)
         errors.raise_if_any()
         assert system is not None
-        with slurm_errors(f"listing {what}"):
-            items = await lister(self.adapters[system.id], system.id)
+        known = self._inventory_of(system.id)
+        if known is not None:
+            items = from_snapshot(known, system.id)
+        else:
+            with slurm_errors(f"listing {what}"):
+                items = await live(self.adapters[system.id], system.id)
         return paginate(items, request.page_size, request.page_token)
+
+    def _queued(self, system_id: str) -> list[JobRecord]:
+        return list(self.hubs[system_id].jobs.values()) if system_id in self.hubs else []
 
     async def ListPartitions(
         self, request: compute_pb2.ListPartitionsRequest, context: Any
     ) -> compute_pb2.ListPartitionsResponse:
-        page, token = await self._inventory(request, inventory.list_partitions, "partitions")
+        page, token = await self._inventory(
+            request,
+            lambda known, sid: inventory.partitions_from(
+                known.partitions, known.nodes, self._queued(sid), sid, known.read_at
+            ),
+            inventory.list_partitions,
+            "partitions",
+        )
         return compute_pb2.ListPartitionsResponse(partitions=page, next_page_token=token)
 
     async def ListNodes(
         self, request: compute_pb2.ListNodesRequest, context: Any
     ) -> compute_pb2.ListNodesResponse:
-        page, token = await self._inventory(request, inventory.list_nodes, "nodes")
+        page, token = await self._inventory(
+            request,
+            lambda known, sid: inventory.nodes_from(known.nodes, sid, known.read_at),
+            inventory.list_nodes,
+            "nodes",
+        )
         return compute_pb2.ListNodesResponse(nodes=page, next_page_token=token)
 
     async def ListReservations(
         self, request: compute_pb2.ListReservationsRequest, context: Any
     ) -> compute_pb2.ListReservationsResponse:
-        page, token = await self._inventory(request, inventory.list_reservations, "reservations")
+        page, token = await self._inventory(
+            request,
+            lambda known, sid: inventory.reservations_from(
+                known.reservations, known.nodes, sid, datetime.now(UTC)
+            ),
+            inventory.list_reservations,
+            "reservations",
+        )
         return compute_pb2.ListReservationsResponse(reservations=page, next_page_token=token)
 
     async def WatchJobs(
@@ -419,8 +580,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 grpc.StatusCode.PERMISSION_DENIED, "watching other users' jobs is not allowed"
             )
         heartbeat = self.config.watch.heartbeat_interval
-        if request.HasField("heartbeat_interval"):
-            heartbeat = min(max(request.heartbeat_interval.ToTimedelta().total_seconds(), 1), 300)
+        if (asked := read_duration(request, "heartbeat_interval", errors)) is not None:
+            heartbeat = min(max(asked.total_seconds(), 1), 300)
         errors.raise_if_any()
         assert system is not None
         hub = self.hubs[system.id]
@@ -429,7 +590,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         if ids:
             wanted = {job_id for _, job_id in ids}
             for job_id in sorted(wanted):
-                job = hub.get(job_id) or await self._read_job(system.id, job_id)
+                job = hub.get(job_id) or (await self._read_job(system.id, job_id)).record
                 self._check_visible(job, caller, job_id)
                 if hub.get(job_id) is None:
                     initial.append(job)
@@ -461,7 +622,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             errors.add("stream", "must be STDOUT or STDERR")
         errors.raise_if_any()
         hub = self.hubs[system_id]
-        job = hub.get(job_id) or await self._read_job(system_id, job_id)
+        job = hub.get(job_id) or (await self._read_job(system_id, job_id)).record
         if job.user != caller.user:
             raise ApiError(
                 grpc.StatusCode.PERMISSION_DENIED,

@@ -53,7 +53,13 @@ def _event(event: JobEvent, system_id: str) -> compute_pb2.WatchJobsResponse:
                 else compute_pb2.JOB_STATE_UNSPECIFIED
             ),
             state=state_to_proto(event.job.state),
-            job=job_to_proto(event.job, system_id, include_steps=False),
+            job=job_to_proto(
+                event.job,
+                system_id,
+                include_steps=False,
+                revision=event.revision,
+                updated_at=event.time,
+            ),
             time=timestamp(event.time),
         ),
     )
@@ -115,7 +121,7 @@ async def watch_jobs(
                 yield compute_pb2.WatchJobsResponse(
                     revision=last,
                     snapshot=compute_pb2.JobSnapshot(
-                        jobs=[job_to_proto(j, sid, include_steps=False) for j in chunk],
+                        jobs=[job_to_proto(j, sid, False, *hub.changed(j.job_id)) for j in chunk],
                         last=start + SNAPSHOT_CHUNK >= len(jobs),
                     ),
                 )

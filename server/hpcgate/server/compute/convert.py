@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from hpcgate.server.api.timeconv import duration, timestamp
 from hpcgate.server.slurm.adapter import JobRecord, JobStepRecord
 from hpcgate.server.slurm.parsing import expand_hostlist
@@ -65,8 +67,15 @@ def step_to_proto(step: JobStepRecord) -> compute_pb2.JobStep:
     )
 
 
-def job_to_proto(job: JobRecord, system_id: str, include_steps: bool = True) -> compute_pb2.Job:
-    """The API's Job (without `revision` and `updated_at`, which the caller owns)."""
+def job_to_proto(
+    job: JobRecord,
+    system_id: str,
+    include_steps: bool = True,
+    revision: int = 0,
+    updated_at: datetime | None = None,
+) -> compute_pb2.Job:
+    """The API's Job; `revision` and `updated_at` are the hub's (its last event of the
+    job), 0 and unset when the job has not changed since this server watches."""
     msg = compute_pb2.Job(
         name=f"systems/{system_id}/jobs/{job.job_id}",
         job_id=job.job_id,
@@ -112,6 +121,8 @@ def job_to_proto(job: JobRecord, system_id: str, include_steps: bool = True) -> 
         priority=job.priority,
         batch_host=job.batch_host,
         restart_count=job.restart_count,
+        revision=revision,
+        updated_at=timestamp(updated_at),
     )
     if job.array_task_id is not None:
         msg.array_task_id = job.array_task_id

@@ -1,7 +1,8 @@
 """Partitions, nodes and reservations as ComputeService describes them.
 
-Each function makes at most three Slurm calls, run concurrently; figures are as of the
-call (`updated_at`).
+The servicer answers from the status prober's inventory (`*_from` functions, no Slurm
+call; `updated_at` is when the probe read it); the `list_*` functions read Slurm live,
+for when no recent inventory exists (at most three concurrent calls).
 """
 
 from __future__ import annotations
@@ -167,8 +168,17 @@ async def list_partitions(adapter: SlurmAdapter, system_id: str) -> list[compute
     partitions, nodes, jobs = await asyncio.gather(
         adapter.partitions(), adapter.nodes(), adapter.queue_jobs()
     )
-    now = datetime.now(UTC)
-    return [partition_to_proto(p, nodes, jobs, system_id, now) for p in partitions]
+    return partitions_from(partitions, nodes, jobs, system_id, datetime.now(UTC))
+
+
+def partitions_from(
+    partitions: list[PartitionInfo],
+    nodes: list[NodeInfo],
+    jobs: list[JobRecord],
+    system_id: str,
+    read_at: datetime,
+) -> list[compute_pb2.Partition]:
+    return [partition_to_proto(p, nodes, jobs, system_id, read_at) for p in partitions]
 
 
 def node_to_proto(node: NodeInfo, system_id: str, now: datetime) -> compute_pb2.Node:
@@ -205,9 +215,11 @@ def node_to_proto(node: NodeInfo, system_id: str, now: datetime) -> compute_pb2.
 
 async def list_nodes(adapter: SlurmAdapter, system_id: str) -> list[compute_pb2.Node]:
     """Every node, sorted by name (one call)."""
-    nodes = await adapter.nodes()
-    now = datetime.now(UTC)
-    return [node_to_proto(n, system_id, now) for n in sorted(nodes, key=lambda n: n.name)]
+    return nodes_from(await adapter.nodes(), system_id, datetime.now(UTC))
+
+
+def nodes_from(nodes: list[NodeInfo], system_id: str, read_at: datetime) -> list[compute_pb2.Node]:
+    return [node_to_proto(n, system_id, read_at) for n in sorted(nodes, key=lambda n: n.name)]
 
 
 def _whole_nodes(reservation: ReservationRecord, nodes: list[NodeInfo]) -> bool:
@@ -264,7 +276,12 @@ async def list_reservations(adapter: SlurmAdapter, system_id: str) -> list[compu
     """Every reservation, by start time (two concurrent calls: the nodes tell whether a
     reservation holds whole nodes or some cores)."""
     reservations, nodes = await asyncio.gather(adapter.reservations(), adapter.nodes())
-    now = datetime.now(UTC)
+    return reservations_from(reservations, nodes, system_id, datetime.now(UTC))
+
+
+def reservations_from(
+    reservations: list[ReservationRecord], nodes: list[NodeInfo], system_id: str, now: datetime
+) -> list[compute_pb2.Reservation]:
     far = datetime.max.replace(tzinfo=UTC)
-    reservations.sort(key=lambda r: (r.start_time or far, r.name))
-    return [reservation_to_proto(r, nodes, system_id, now) for r in reservations]
+    ordered = sorted(reservations, key=lambda r: (r.start_time or far, r.name))
+    return [reservation_to_proto(r, nodes, system_id, now) for r in ordered]

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from hpcgate.server.events.hub import JobHub
+from hpcgate.server.events.hub import JobHub, JobView
 from hpcgate.server.slurm.adapter import JobRecord, SlurmAdapter, SlurmError, merge_job
 from hpcgate.server.slurm.parsing import job_matches, split_job_id
 
@@ -29,43 +29,61 @@ def _numeric_id(job: JobRecord) -> int:
 
 
 class JobReader:
-    """GetJob / ListJobs reads over one system's adapter, at most two Slurm calls each.
+    """GetJob / ListJobs reads over one system's adapter.
 
-    With a hub, the queue half comes from the hub's fresh snapshot instead of squeue, so
-    reads cost slurmctld nothing however many clients make them (accounting is slurmdbd).
+    With a hub (the server always has one), reads are answered from its shared state: the
+    queue as last polled, accounting it read once for every job that started or ended,
+    and the final records of ended jobs. Slurm is asked only for what the hub cannot know
+    (a job older than the hub's window, submitted outside the gateway since the last
+    poll, or a window older than the hub's backfill), and such answers are kept. Without
+    a hub (or while its snapshot is stale), at most two Slurm calls per read.
     """
 
     def __init__(self, adapter: SlurmAdapter, hub: JobHub | None = None) -> None:
         self.adapter = adapter
         self.hub = hub
 
-    async def _queue(
-        self, job_ids: Sequence[str] = (), users: Sequence[str] = ()
-    ) -> list[JobRecord]:
-        hub = self.hub
-        if hub is None or not hub.fresh:
-            return await self.adapter.queue_jobs(job_ids=job_ids, users=users)
-        if job_ids:
-            found = [j for j in hub.jobs.values() if any(job_matches(j, i) for i in job_ids)]
-            newest = max((_numeric_id(j) for j in hub.jobs.values()), default=0)
-            if not found and any(int(i.split("_")[0]) > newest for i in job_ids):
-                # Submitted after the hub's last poll (e.g. by sbatch on a login node).
-                return await self.adapter.queue_jobs(job_ids=job_ids)
-            return found
-        wanted = set(users)
-        return hub.select(lambda j: not wanted or j.user in wanted)
+    def _changed(self, job: JobRecord) -> JobView:
+        if self.hub is None:
+            return JobView(job)
+        return JobView(job, *self.hub.changed(job.job_id))
 
-    async def get(self, job_id: str) -> JobRecord | None:
+    async def get(self, job_id: str) -> JobView | None:
         """The job `job_id` names (`123` or `123_4`), queue and accounting merged, or None.
 
-        A pending job is answered from the queue alone (one call: it has no steps or
+        Raises ValueError for a malformed id, SlurmError/SlurmUnavailable from Slurm.
+        """
+        number, _ = split_job_id(job_id)
+        hub = self.hub
+        if hub is None or not hub.fresh:
+            job = await self._get_from_slurm(job_id)
+            return None if job is None else self._changed(job)
+        view = hub.view(job_id)
+        if view is not None and (view.has_steps or hub.get(view.record.job_id) is not None):
+            # A job in the queue: the hub reads its accounting at every poll until it has
+            # it, so readers never wait for a sacct of their own (steps follow shortly).
+            return view
+        if view is None and number > max((_numeric_id(j) for j in hub.jobs.values()), default=0):
+            # Submitted after the hub's last poll (e.g. by sbatch on a login node).
+            queued = await self.adapter.queue_jobs(job_ids=[job_id])
+            found = next((j for j in queued if job_matches(j, job_id)), None)
+            if found is not None:
+                return JobView(found)
+        try:
+            return await hub.lookup(job_id)
+        except SlurmError:
+            if view is None:
+                raise
+            log.warning("accounting unavailable; job %s answered without steps", job_id)
+            return view
+
+    async def _get_from_slurm(self, job_id: str) -> JobRecord | None:
+        """A pending job is answered from the queue alone (one call: it has no steps or
         exit status yet, unless it was requeued); anything else also asks accounting (two
         calls). If accounting fails for a job the queue has, the queue's record is
         returned (without steps) rather than failing a read the controller can answer.
-        Raises ValueError for a malformed id, SlurmError/SlurmUnavailable from Slurm.
         """
-        split_job_id(job_id)
-        queued = await self._queue(job_ids=[job_id])
+        queued = await self.adapter.queue_jobs(job_ids=[job_id])
         queue = next((j for j in queued if job_matches(j, job_id)), None)
         if queue is not None and queue.state == "PENDING" and not queue.restart_count:
             return queue
@@ -86,6 +104,19 @@ class JobReader:
             return None
         return merge_job(queue, accounting)
 
+    async def _list_from_slurm(
+        self, users: Sequence[str] | None, start: datetime, end: datetime | None,
+        include_steps: bool,
+    ) -> list[JobRecord]:  # fmt: skip
+        wanted = tuple(users or ())
+        queued, accounted = await asyncio.gather(
+            self.adapter.queue_jobs(users=wanted),
+            self.adapter.accounting_jobs(users=wanted, start=start, end=end, steps=include_steps),
+        )
+        by_id = {j.job_id: j for j in accounted}
+        jobs = [merge_job(queue, by_id.pop(queue.job_id, None)) for queue in queued]
+        return jobs + list(by_id.values())
+
     async def list(
         self,
         users: Sequence[str] | None,
@@ -93,36 +124,36 @@ class JobReader:
         end: datetime | None,
         *,
         include_steps: bool = True,
-    ) -> list[JobRecord]:
+    ) -> list[JobView]:
         """Jobs of `users` (None: every user) submitted in [start, end), plus all their
         jobs that have not ended yet, newest (highest id) first.
 
-        Two concurrent calls: the queue, and accounting for the window (with steps
-        only if `include_steps`); records of the same job are merged.
+        From the hub when it knows every job since `start` (its backfill window); else
+        two concurrent calls: the queue, and accounting for the window (with steps only
+        if `include_steps`); records of the same job are merged.
         """
         if users is not None and not users:
             return []
-        wanted = tuple(users or ())
-        queued, accounted = await asyncio.gather(
-            self._queue(users=wanted),
-            self.adapter.accounting_jobs(users=wanted, start=start, end=end, steps=include_steps),
-        )
 
-        def in_window(job: JobRecord) -> bool:
+        def wanted(job: JobRecord) -> bool:
             submitted = job.submit_time
-            if submitted is None:
-                return True
-            return submitted >= start and (end is None or submitted < end)
+            in_window = submitted is None or (
+                submitted >= start and (end is None or submitted < end)
+            )
+            return in_window or not job.finished
 
-        by_id = {j.job_id: j for j in accounted}
-        jobs = []
-        for queue in queued:
-            job = merge_job(queue, by_id.pop(queue.job_id, None))
-            if not job.finished or in_window(job):
-                jobs.append(job)
-        jobs.extend(j for j in by_id.values() if in_window(j))
-        jobs.sort(key=_numeric_id, reverse=True)
-        return jobs
+        hub = self.hub
+        if hub is not None and hub.knows_window(start):
+            views = [v for v in hub.views(users) if wanted(v.record)]
+            missing = [v.record.job_id for v in views if not v.has_steps]
+            if include_steps and missing:
+                await hub.fill_steps(missing)
+                views = [v for v in hub.views(users) if wanted(v.record)]
+        else:
+            views = [self._changed(j) for j in await self._list_from_slurm(
+                users, start, end, include_steps) if wanted(j)]  # fmt: skip
+        views.sort(key=lambda v: _numeric_id(v.record), reverse=True)
+        return views
 
     async def find_by_comment(
         self, user: str, comment: str, since: datetime | None = None

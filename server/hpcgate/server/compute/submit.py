@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from hpcgate.server.api.errors import FieldViolations
 from hpcgate.server.slurm import PartitionInfo
+from hpcgate.server.slurm.adapter import JobRecord
 from hpcgate.v1 import compute_pb2
 
 # Slurm's time limit forms: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
@@ -224,3 +226,44 @@ def build_submission(
         opts.append("--export=ALL")
     sub.options = opts
     return sub
+
+
+def submitted_record(
+    request: compute_pb2.SubmitJobRequest,
+    job_id: str,
+    user: str,
+    uid: int,
+    working_directory: str,
+    now: datetime,
+) -> JobRecord:
+    """The job as SubmitJob knows it the moment sbatch has accepted it: its id, PENDING,
+    and what the request itself set (`#SBATCH` lines may set more). The hub's next poll,
+    moments later, replaces it with the controller's full record; reading it back here
+    would cost a Slurm call per submission."""
+    o = request.options
+    time_limit = None
+    if o.time_limit:
+        minutes = parse_time_limit(o.time_limit)
+        time_limit = None if minutes is None else minutes * 60
+    return JobRecord(
+        job_id=job_id,
+        source="submitted",
+        array_job_id=int(job_id) if o.array else 0,
+        array_task_spec=o.array,
+        job_name=o.job_name,
+        user=user,
+        uid=uid,
+        account=o.account,
+        partition=o.partition,
+        qos=o.qos,
+        state="PENDING",
+        raw_state="PENDING",
+        submit_time=now,
+        time_limit_seconds=time_limit,
+        working_directory=working_directory,
+        stdout_path=o.stdout_path,
+        stderr_path=o.stderr_path,
+        dependency=o.dependency,
+        reservation=o.reservation,
+        constraints=o.constraints,
+    )

@@ -17,14 +17,21 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from hpcgate.server.config import WatchConfig
+from hpcgate.server.events.finished import CachedJob, FinishedJobs, decode, encode
 from hpcgate.server.slurm import SlurmAdapter, SlurmError, SlurmUnavailable
-from hpcgate.server.slurm.adapter import JobRecord
+from hpcgate.server.slurm.adapter import JobRecord, merge_job
+from hpcgate.server.slurm.parsing import job_matches
+from hpcgate.server.state.job_archive import JobArchive
 
 log = logging.getLogger(__name__)
+# Accounting ids per sacct call, so that a busy poll never builds an oversized command line.
+ACCOUNTING_BATCH = 500
+# Polls after which a job accounting does not know is no longer asked about.
+ACCOUNTING_ATTEMPTS = 30
 
 CREATED, STATE_CHANGED, UPDATED = "created", "state_changed", "updated"
 # Fields whose change is an UPDATED event (a state change is always an event).
@@ -49,6 +56,17 @@ class SchedulerNotice:
     reachable: bool
     reason: str
     since: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class JobView:
+    """A job as the hub knows it: queue and accounting merged, with the revision and time
+    of its last change (0 and None when the hub never saw it change)."""
+
+    record: JobRecord
+    revision: int = 0
+    updated_at: datetime | None = None
+    has_steps: bool = True  # False: accounting's steps were not read for this record
 
 
 class SlowConsumer(Exception):
@@ -99,12 +117,20 @@ class Subscription:
 
 
 class JobHub:
-    """The shared job state of one system."""
+    """The shared job state of one system: the queue as last polled, accounting for the
+    jobs that started or ended, and the final records of ended jobs."""
 
-    def __init__(self, system_id: str, adapter: SlurmAdapter, settings: WatchConfig) -> None:
+    def __init__(
+        self,
+        system_id: str,
+        adapter: SlurmAdapter,
+        settings: WatchConfig,
+        archive: JobArchive | None = None,
+    ) -> None:
         self.system_id = system_id
         self.adapter = adapter
         self.settings = settings
+        self.archive = archive
         self.jobs: dict[str, JobRecord] = {}
         self._finished_at: dict[str, float] = {}  # monotonic time a job was seen finished
         self.revision = 0
@@ -117,6 +143,16 @@ class JobHub:
         self.polls = 0
         self._wake = asyncio.Event()
         self._first_poll = asyncio.Event()
+        # Accounting's records (with steps) of jobs in `jobs`, and when they were read.
+        self.accounting: dict[str, JobRecord] = {}
+        self._accounted_at: dict[str, float] = {}
+        self._due: set[str] = set()  # jobs whose queue record changed since accounting read
+        self._misses: dict[str, int] = {}  # polls accounting did not know a job
+        self._changed: dict[str, tuple[int, datetime]] = {}  # job -> revision, time
+        self.finished = FinishedJobs(settings.finished_cache_size)
+        self._backfilled = settings.backfill <= 0
+        self._lookups: dict[str, asyncio.Future[JobView | None]] = {}
+        self.accounting_calls = 0
 
     # -- reading ------------------------------------------------------------------------
 
@@ -142,6 +178,50 @@ class JobHub:
     def select(self, matches: Callable[[JobRecord], bool]) -> list[JobRecord]:
         return [job for job in self.jobs.values() if matches(job)]
 
+    def changed(self, job_id: str) -> tuple[int, datetime | None]:
+        """The revision and time of the job's last event (0, None if it had none here)."""
+        if job_id in self._changed:
+            return self._changed[job_id]
+        cached = self.finished.get(job_id)
+        return (0, None) if cached is None else (cached.revision, cached.updated_at)
+
+    def _live(self, wanted: str) -> JobRecord | None:
+        if wanted.isdigit():
+            return self.jobs.get(wanted)
+        return next((j for j in self.jobs.values() if job_matches(j, wanted)), None)
+
+    def _live_view(self, job: JobRecord) -> JobView:
+        accounting = self.accounting.get(job.job_id)
+        merged = job if accounting is None or accounting is job else merge_job(job, accounting)
+        revision, at = self.changed(job.job_id)
+        pending = job.state == "PENDING" and not job.restart_count
+        return JobView(merged, revision, at, accounting is not None or pending)
+
+    def view(self, wanted: str) -> JobView | None:
+        """What the hub knows of the job `wanted` names (`123` or `123_4`), or None."""
+        entry = self.finished.find(wanted)
+        if entry is not None:
+            return JobView(entry.record, entry.revision, entry.updated_at, entry.has_steps)
+        job = self._live(wanted)
+        return None if job is None else self._live_view(job)
+
+    def views(self, users: Sequence[str] | None) -> list[JobView]:
+        """Every job of `users` (None: everyone) the hub holds, live or ended."""
+        wanted = None if users is None else set(users)
+        found = {
+            e.record.job_id: JobView(e.record, e.revision, e.updated_at, e.has_steps)
+            for e in self.finished.of_users(users)
+        }
+        for job in self.jobs.values():
+            if job.job_id not in found and (wanted is None or job.user in wanted):
+                found[job.job_id] = self._live_view(job)
+        return list(found.values())
+
+    def knows_window(self, start: datetime) -> bool:
+        """Whether every job submitted since `start` is in memory (see `views`)."""
+        since = self.finished.complete_since
+        return self.fresh and since is not None and start >= since
+
     def oldest_revision(self) -> int:
         """The lowest revision still in the history (revision+1 when it is empty)."""
         return self.history[0].revision if self.history else self.revision + 1
@@ -160,11 +240,46 @@ class JobHub:
         self._wake.set()  # a new watcher: poll at the fast rate from now on
         return subscription
 
+    # -- accounting on demand -----------------------------------------------------------
+
+    async def lookup(self, wanted: str) -> JobView | None:
+        """Accounting's record of `wanted`, merged with the queue's; one sacct call shared
+        by every concurrent caller asking for the same job, kept when the job has ended.
+        Raises SlurmError as accounting_jobs does."""
+        running = self._lookups.get(wanted)
+        if running is None:
+            running = asyncio.ensure_future(self._lookup(wanted))
+            self._lookups[wanted] = running
+            running.add_done_callback(lambda _: self._lookups.pop(wanted, None))
+        return await asyncio.shield(running)
+
+    async def _lookup(self, wanted: str) -> JobView | None:
+        live = self._live(wanted)
+        self.accounting_calls += 1
+        records = await self.adapter.accounting_jobs(job_ids=[live.job_id if live else wanted])
+        if live is not None:
+            accounting = next((j for j in records if j.job_id == live.job_id), None)
+        else:
+            accounting = next((j for j in records if job_matches(j, wanted)), None)
+        if accounting is None:
+            return None if live is None else self._live_view(live)
+        self._take_accounting([accounting], set())
+        return self.view(accounting.job_id)
+
+    async def fill_steps(self, job_ids: Sequence[str]) -> None:
+        """Read the steps of ended jobs the cache holds without them (batched calls)."""
+        ids = list(job_ids)
+        for start in range(0, len(ids), ACCOUNTING_BATCH):
+            self.accounting_calls += 1
+            chunk = ids[start : start + ACCOUNTING_BATCH]
+            self._take_accounting(await self.adapter.accounting_jobs(job_ids=chunk), set())
+
     # -- writing ------------------------------------------------------------------------
 
     def _publish(self, kind: str, previous: str, job: JobRecord, now: datetime) -> None:
         self.revision += 1
         event = JobEvent(self.revision, kind, previous, job, now)
+        self._changed[job.job_id] = (self.revision, now)
         self.history.append(event)
         for subscription in list(self._subscriptions):
             subscription.offer(event)
@@ -176,12 +291,24 @@ class JobHub:
         self.jobs[job.job_id] = job
         if job.finished:
             self._finished_at.setdefault(job.job_id, time.monotonic())
+        elif self.finished.get(job.job_id) is not None:
+            self._unsettle(job.job_id)  # requeued: live again
         if old is None:
             self._publish(CREATED, "", job, now)
         elif old.state != job.state:
             self._publish(STATE_CHANGED, old.state, job, now)
         elif any(getattr(old, f) != getattr(job, f) for f in _WATCHED_FIELDS):
             self._publish(UPDATED, old.state, job, now)
+        else:
+            return
+        if job.state != "PENDING" or job.restart_count:
+            self._due.add(job.job_id)  # steps, exit status or end: ask accounting
+
+    def _unsettle(self, job_id: str) -> None:
+        self.finished.remove(job_id)
+        self._finished_at.pop(job_id, None)
+        if self.archive is not None:
+            self._archive_later(lambda a: a.delete([job_id]))
 
     def _set_scheduler(self, reachable: bool, reason: str) -> None:
         if reachable == self.scheduler_reachable:
@@ -209,31 +336,162 @@ class JobHub:
         for job in queue:
             self.record(job)
         # Jobs that left the queue without our seeing them end: ask accounting.
-        vanished = [jid for jid, job in self.jobs.items() if jid not in seen and not job.finished]
-        if vanished:
-            try:
-                for job in await self.adapter.accounting_jobs(job_ids=vanished, steps=False):
-                    if job.job_id in self.jobs:
-                        self.record(job)
-            except SlurmError as e:
-                log.warning("accounting lookup of %d vanished jobs failed: %s", len(vanished), e)
+        vanished = {
+            jid for jid, job in self.jobs.items()
+            if jid not in seen and not job.finished
+            and self._misses.get(jid, 0) < ACCOUNTING_ATTEMPTS
+        }  # fmt: skip
         self._evict(seen)
         self._set_scheduler(True, "")
         self.last_poll = time.monotonic()
         self.polls += 1
         self._first_poll.set()
+        await self._refresh_accounting(vanished)
+        if not self._backfilled:
+            await self._backfill()
         return self.revision != before
 
+    def _accounting_due(self, vanished: set[str]) -> list[str]:
+        """Jobs to ask accounting about now: those that changed, running jobs whose steps
+        were read longer than `accounting_interval` ago, and ended jobs accounting has not
+        recorded the end of yet."""
+        now = time.monotonic()
+        due = set(vanished) | {j for j in self._due if j in self.jobs}
+        for jid, job in self.jobs.items():
+            if jid in due or self._misses.get(jid, 0) >= ACCOUNTING_ATTEMPTS:
+                continue
+            if job.finished:
+                if self.finished.get(jid) is None:
+                    due.add(jid)  # until accounting has its end
+            elif job.state != "PENDING" and (
+                now - self._accounted_at.get(jid, 0.0) >= self.settings.accounting_interval
+            ):
+                due.add(jid)
+        return sorted(due)
+
+    async def _refresh_accounting(self, vanished: set[str]) -> None:
+        """One accounting call (per ACCOUNTING_BATCH jobs) for every job that needs it."""
+        due = self._accounting_due(vanished)
+        self._due.clear()
+        for start in range(0, len(due), ACCOUNTING_BATCH):
+            chunk = due[start : start + ACCOUNTING_BATCH]
+            self.accounting_calls += 1
+            try:
+                records = await self.adapter.accounting_jobs(job_ids=chunk)
+            except SlurmError as e:
+                log.warning("accounting of %d jobs of %s failed: %s", len(chunk),
+                            self.system_id, e)  # fmt: skip
+                self._due.update(chunk)  # try again at the next poll
+                continue
+            asked, known = set(chunk), {r.job_id for r in records}
+            for jid in asked - known:
+                self._miss(jid)
+            self._take_accounting([r for r in records if r.job_id in asked], vanished)
+
+    def _miss(self, job_id: str) -> None:
+        misses = self._misses[job_id] = self._misses.get(job_id, 0) + 1
+        job = self.jobs.get(job_id)
+        if misses >= ACCOUNTING_ATTEMPTS and job is not None and job.finished:
+            # Accounting will not tell more (no slurmdbd, or it lost the job): final as is.
+            self._settle([self._live_view(job)])
+
+    def _take_accounting(self, records: list[JobRecord], vanished: set[str]) -> None:
+        now = time.monotonic()
+        ended = []
+        for accounting in records:
+            jid = accounting.job_id
+            if jid in vanished:
+                self.record(accounting)  # its end, which the queue did not show us
+            self._due.discard(jid)
+            self._misses.pop(jid, None)
+            self.accounting[jid] = accounting
+            self._accounted_at[jid] = now
+            live = self.jobs.get(jid)
+            if live is not None:
+                merged = self._live_view(live)
+            else:  # an ended job read on demand: keep what the cache knew of its changes
+                cached = self.finished.get(jid)
+                merged = (
+                    JobView(accounting)
+                    if cached is None
+                    else JobView(accounting, cached.revision, cached.updated_at)
+                )
+            if merged.record.finished and accounting.finished and accounting.end_time:
+                ended.append(merged)
+        self._settle(ended)
+
+    def _settle(self, views: list[JobView]) -> None:
+        """Ended jobs' final records into the finished cache (and the archive)."""
+        entries = []
+        for v in views:
+            # A job that never changed while we watched: revision 0, its end as the time.
+            at = v.updated_at or v.record.end_time or datetime.now(UTC)
+            revision = v.revision
+            entries.append(CachedJob(v.record, revision, at, has_steps=True))
+            self.accounting.pop(v.record.job_id, None)
+            self._accounted_at.pop(v.record.job_id, None)
+        for entry in entries:
+            self.finished.put(entry)
+        if entries and self.archive is not None:
+            rows = [(e.record.job_id, encode(e)) for e in entries]
+            self._archive_later(lambda a: a.save(rows))
+
+    def _archive_later(self, write: Callable[[JobArchive], None]) -> None:
+        """Run a write to the archive in a thread; a failure costs only a later sacct."""
+        archive = self.archive
+        assert archive is not None
+        task = asyncio.ensure_future(asyncio.to_thread(write, archive))
+        task.add_done_callback(_log_archive_failure)
+
+    async def load_archive(self) -> None:
+        """Ended jobs a previous run kept (before the first poll)."""
+        if self.archive is None:
+            return
+        try:
+            rows = await asyncio.to_thread(self.archive.load)
+        except Exception:
+            log.exception("could not load the finished-job archive of %s", self.system_id)
+            return
+        for text in rows:
+            try:
+                entry = decode(text)
+            except (ValueError, KeyError, TypeError):
+                continue  # a row from an incompatible version: sacct will answer instead
+            self.finished.put(dataclasses.replace(entry, revision=0))
+
+    async def _backfill(self) -> None:
+        """Accounting's ended jobs of the last `backfill` seconds, all users, one call
+        (without steps: those are read per job the first time someone asks)."""
+        start = datetime.now(UTC) - timedelta(seconds=self.settings.backfill)
+        self.accounting_calls += 1
+        try:
+            records = await self.adapter.accounting_jobs(start=start, steps=False)
+        except SlurmError as e:
+            log.warning("accounting backfill of %s failed (retried): %s", self.system_id, e)
+            return
+        for job in records:
+            if job.finished and job.end_time and self.finished.get(job.job_id) is None \
+                    and job.job_id not in self.jobs:  # fmt: skip
+                self.finished.put(CachedJob(job, 0, job.end_time, has_steps=False))
+        self.finished.complete_since = start
+        self._backfilled = True
+
     def _evict(self, seen: set[str]) -> None:
-        """Forget finished jobs that left the queue once `retention` has passed."""
+        """Forget finished jobs that left the queue once `retention` has passed (their
+        final record stays in the finished cache)."""
         now = time.monotonic()
         for job_id in [j for j in self._finished_at if j not in seen]:
             if now - self._finished_at[job_id] > self.settings.retention:
                 self.jobs.pop(job_id, None)
+                self.accounting.pop(job_id, None)
+                self._accounted_at.pop(job_id, None)
+                self._misses.pop(job_id, None)
+                self._changed.pop(job_id, None)  # the finished cache keeps it from here
                 del self._finished_at[job_id]
 
     async def run(self) -> None:
         """Poll forever: fast while watched or busy, slower and slower when idle."""
+        await self.load_archive()
         interval = self.settings.poll_floor
         while True:
             started = time.monotonic()
@@ -258,6 +516,11 @@ class JobHub:
     def poke(self) -> None:
         """Poll soon (e.g. after a submission or cancellation through the gateway)."""
         self._wake.set()
+
+
+def _log_archive_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("writing the finished-job archive failed: %s", task.exception())
 
 
 def matches_all(predicates: Iterable[Callable[[JobRecord], bool]]) -> Callable[[JobRecord], bool]:

@@ -121,6 +121,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX tasks_unfinished ON tasks(state) WHERE state IN ('PENDING', 'RUNNING');
     CREATE INDEX tasks_ended ON tasks(end_time) WHERE end_time IS NOT NULL;
     """,
+    # Final records of ended jobs (events/finished.py), so that a restarted server still
+    # answers reads of them from memory. `stored` orders them for loading and pruning.
+    """
+    CREATE TABLE finished_jobs (
+        system TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        stored INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (system, job_id)
+    );
+    CREATE INDEX finished_jobs_stored ON finished_jobs(system, stored);
+    """,
 )
 
 

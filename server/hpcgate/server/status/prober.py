@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from hpcgate.server.config import StatusConfig, SystemConfig
 from hpcgate.server.slurm import NodeInfo, PartitionInfo, SlurmAdapter, SlurmError
+from hpcgate.server.slurm.adapter import ReservationRecord
 from hpcgate.server.state.store import Outage, StateStore
 from hpcgate.server.status.filesystem_probe import FilesystemProbe, FilesystemReading
 from hpcgate.server.status.model import (
@@ -28,6 +31,20 @@ from hpcgate.server.status.model import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Partitions, nodes and reservations as the last successful probe read them; what
+    ListPartitions, ListNodes, ListReservations and SubmitJob's checks answer from."""
+
+    partitions: list[PartitionInfo]
+    nodes: list[NodeInfo]
+    reservations: list[ReservationRecord]
+    read_at: datetime
+    read_monotonic: float
+
+
 MAX_NAMES_IN_REASON = 10
 
 
@@ -165,6 +182,7 @@ class SystemProber:
             for fs in system.filesystems
         ]
         self._last_partitions: list[PartitionInfo] = []
+        self.inventory: Inventory | None = None
         self._version = ""
 
     async def probe_once(self) -> SystemStatus:
@@ -210,13 +228,14 @@ class SystemProber:
             try:
                 if not self._version:
                     self._version = await self.adapter.version()
-                partitions, nodes = await asyncio.gather(
-                    self.adapter.partitions(), self.adapter.nodes()
+                partitions, nodes, reservations = await asyncio.gather(
+                    self.adapter.partitions(), self.adapter.nodes(), self._reservations()
                 )
             except SlurmError as e:
                 reason = f"could not read partitions and nodes: {e}"
             else:
                 self._last_partitions = partitions
+                self.inventory = Inventory(partitions, nodes, reservations, now, time.monotonic())
                 by_name = {n.name: n for n in nodes}
                 return [partition_component(sid, p, by_name, now) for p in partitions] + [
                     nodes_component(sid, nodes, now)
@@ -241,6 +260,23 @@ class SystemProber:
             )
         )
         return unknown
+
+    async def _reservations(self) -> list[ReservationRecord]:
+        """Reservations, or the last ones read if Slurm fails to list them this time."""
+        try:
+            return await self.adapter.reservations()
+        except SlurmError as e:
+            log.warning("reading reservations of %s failed: %s", self.system.id, e)
+            return self.inventory.reservations if self.inventory is not None else []
+
+    def fresh_inventory(self) -> Inventory | None:
+        """The last inventory if it is at most two probe intervals old, else None."""
+        inventory = self.inventory
+        if inventory is None:
+            return None
+        if time.monotonic() - inventory.read_monotonic > 2 * self.settings.probe_interval:
+            return None
+        return inventory
 
     async def _active_outages(self) -> list[Outage]:
         now = datetime.now(UTC)
