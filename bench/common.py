@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import re
 import socket
@@ -81,3 +82,47 @@ def descendants_cpu_seconds(pid: int) -> float:
             total += cpu_seconds(child)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return total + (int(fields[13]) + int(fields[14])) / TICK  # cutime, cstime
+
+
+def rpc_counts(text: str) -> tuple[dict[str, int], dict[str, int]]:
+    """(RPC count by message type, by user) from the text of `sdiag` or of slurmdbd's
+    `sacctmgr show stats` (the same "Remote Procedure Call statistics by ..." layout)."""
+    by_type: dict[str, int] = {}
+    by_user: dict[str, int] = {}
+    section: dict[str, int] | None = None
+    for line in text.splitlines():
+        if "Remote Procedure Call statistics by message type" in line:
+            section = by_type
+        elif "Remote Procedure Call statistics by user" in line:
+            section = by_user
+        elif line[:1] not in ("", " ", "\t"):
+            section = None  # the next heading (e.g. "Pending RPC statistics")
+        elif section is not None and (m := re.match(r"\s+(\S+)\s+\(\s*\d+\)\s+count:(\d+)", line)):
+            section[m[1]] = section.get(m[1], 0) + int(m[2])
+    return by_type, by_user
+
+
+def slurmctld_rpc_counts() -> tuple[dict[str, int], dict[str, int]]:
+    """slurmctld's RPC counts (`sdiag`) since its start or the last `reset_rpc_counts`."""
+    return rpc_counts(subprocess.run(["sdiag"], capture_output=True, text=True, check=True).stdout)
+
+
+def slurmdbd_rpc_counts() -> tuple[dict[str, int], dict[str, int]]:
+    """slurmdbd's RPC counts (`sacctmgr show stats`) since its start or the last reset."""
+    out = subprocess.run(
+        ["sacctmgr", "show", "stats"], capture_output=True, text=True, check=True
+    ).stdout
+    return rpc_counts(out)
+
+
+def reset_rpc_counts() -> None:
+    """Zero slurmctld's (`sdiag --reset`) and slurmdbd's (`sacctmgr clear stats`) RPC
+    statistics. Needs root (or SlurmUser)."""
+    subprocess.run(["sdiag", "--reset"], capture_output=True, check=True)
+    subprocess.run(["sacctmgr", "-i", "clear", "stats"], capture_output=True, check=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile `q` (0-100) of `values` (p99 of 30 values is the largest)."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(len(ordered) * q / 100) - 1))]
