@@ -130,7 +130,10 @@ class ComputeServiceServicer:
 
     def SubmitJob(self, request, context):
         """Submits a batch job as the caller (sbatch) and returns it synchronously with its
-        name and id. The job is immediately visible to GetJob, ListJobs and WatchJobs.
+        name and id. The job is immediately visible to GetJob, ListJobs and WatchJobs. The
+        returned job is PENDING with what the request set; the scheduler's own fields
+        (priority, reason, estimated start, options from `#SBATCH` lines) follow within a
+        poll interval, as an UPDATED event and in GetJob.
         With `request_id`, a retry of the same request returns the job of the first
         submission and never submits twice.
         Scope: `execute`.
@@ -154,7 +157,8 @@ class ComputeServiceServicer:
 
     def GetJob(self, request, context):
         """Returns one job, whether pending, running or ended (queue data merged with
-        accounting), including its steps.
+        accounting), including its steps, from the server's shared view of the system's
+        jobs (as of its last poll; a job's new steps appear within its accounting refresh).
         Scope: `read`.
         Errors: NOT_FOUND when the job is neither in the queue nor in accounting;
         PERMISSION_DENIED when the job belongs to another user and the server's policy
@@ -225,7 +229,8 @@ class ComputeServiceServicer:
 
     def ListPartitions(self, request, context):
         """Lists the partitions of a system with state, limits, node and CPU counts and idle
-        resources, in the scheduler's order.
+        resources, in the scheduler's order, as of the server's last status probe (each
+        partition's `updated_at`); ListNodes and ListReservations likewise.
         Scope: `read`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

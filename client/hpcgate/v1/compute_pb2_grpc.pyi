@@ -57,7 +57,10 @@ class ComputeServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ComputeServiceAsyncStub: ...
     SubmitJob: _grpc.UnaryUnaryMultiCallable[_compute_pb2.SubmitJobRequest, _compute_pb2.SubmitJobResponse]
     """Submits a batch job as the caller (sbatch) and returns it synchronously with its
-    name and id. The job is immediately visible to GetJob, ListJobs and WatchJobs.
+    name and id. The job is immediately visible to GetJob, ListJobs and WatchJobs. The
+    returned job is PENDING with what the request set; the scheduler's own fields
+    (priority, reason, estimated start, options from `#SBATCH` lines) follow within a
+    poll interval, as an UPDATED event and in GetJob.
     With `request_id`, a retry of the same request returns the job of the first
     submission and never submits twice.
     Scope: `execute`.
@@ -77,7 +80,8 @@ class ComputeServiceStub:
     """
     GetJob: _grpc.UnaryUnaryMultiCallable[_compute_pb2.GetJobRequest, _compute_pb2.GetJobResponse]
     """Returns one job, whether pending, running or ended (queue data merged with
-    accounting), including its steps.
+    accounting), including its steps, from the server's shared view of the system's
+    jobs (as of its last poll; a job's new steps appear within its accounting refresh).
     Scope: `read`.
     Errors: NOT_FOUND when the job is neither in the queue nor in accounting;
     PERMISSION_DENIED when the job belongs to another user and the server's policy
@@ -128,7 +132,8 @@ class ComputeServiceStub:
     """
     ListPartitions: _grpc.UnaryUnaryMultiCallable[_compute_pb2.ListPartitionsRequest, _compute_pb2.ListPartitionsResponse]
     """Lists the partitions of a system with state, limits, node and CPU counts and idle
-    resources, in the scheduler's order.
+    resources, in the scheduler's order, as of the server's last status probe (each
+    partition's `updated_at`); ListNodes and ListReservations likewise.
     Scope: `read`.
     """
     ListNodes: _grpc.UnaryUnaryMultiCallable[_compute_pb2.ListNodesRequest, _compute_pb2.ListNodesResponse]
@@ -171,7 +176,10 @@ class ComputeServiceAsyncStub(ComputeServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitJob: _aio.UnaryUnaryMultiCallable[_compute_pb2.SubmitJobRequest, _compute_pb2.SubmitJobResponse]  # type: ignore[assignment]
     """Submits a batch job as the caller (sbatch) and returns it synchronously with its
-    name and id. The job is immediately visible to GetJob, ListJobs and WatchJobs.
+    name and id. The job is immediately visible to GetJob, ListJobs and WatchJobs. The
+    returned job is PENDING with what the request set; the scheduler's own fields
+    (priority, reason, estimated start, options from `#SBATCH` lines) follow within a
+    poll interval, as an UPDATED event and in GetJob.
     With `request_id`, a retry of the same request returns the job of the first
     submission and never submits twice.
     Scope: `execute`.
@@ -191,7 +199,8 @@ class ComputeServiceAsyncStub(ComputeServiceStub):
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_compute_pb2.GetJobRequest, _compute_pb2.GetJobResponse]  # type: ignore[assignment]
     """Returns one job, whether pending, running or ended (queue data merged with
-    accounting), including its steps.
+    accounting), including its steps, from the server's shared view of the system's
+    jobs (as of its last poll; a job's new steps appear within its accounting refresh).
     Scope: `read`.
     Errors: NOT_FOUND when the job is neither in the queue nor in accounting;
     PERMISSION_DENIED when the job belongs to another user and the server's policy
@@ -242,7 +251,8 @@ class ComputeServiceAsyncStub(ComputeServiceStub):
     """
     ListPartitions: _aio.UnaryUnaryMultiCallable[_compute_pb2.ListPartitionsRequest, _compute_pb2.ListPartitionsResponse]  # type: ignore[assignment]
     """Lists the partitions of a system with state, limits, node and CPU counts and idle
-    resources, in the scheduler's order.
+    resources, in the scheduler's order, as of the server's last status probe (each
+    partition's `updated_at`); ListNodes and ListReservations likewise.
     Scope: `read`.
     """
     ListNodes: _aio.UnaryUnaryMultiCallable[_compute_pb2.ListNodesRequest, _compute_pb2.ListNodesResponse]  # type: ignore[assignment]
@@ -288,7 +298,10 @@ class ComputeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_compute_pb2.SubmitJobResponse, _abc.Awaitable[_compute_pb2.SubmitJobResponse]]:
         """Submits a batch job as the caller (sbatch) and returns it synchronously with its
-        name and id. The job is immediately visible to GetJob, ListJobs and WatchJobs.
+        name and id. The job is immediately visible to GetJob, ListJobs and WatchJobs. The
+        returned job is PENDING with what the request set; the scheduler's own fields
+        (priority, reason, estimated start, options from `#SBATCH` lines) follow within a
+        poll interval, as an UPDATED event and in GetJob.
         With `request_id`, a retry of the same request returns the job of the first
         submission and never submits twice.
         Scope: `execute`.
@@ -314,7 +327,8 @@ class ComputeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_compute_pb2.GetJobResponse, _abc.Awaitable[_compute_pb2.GetJobResponse]]:
         """Returns one job, whether pending, running or ended (queue data merged with
-        accounting), including its steps.
+        accounting), including its steps, from the server's shared view of the system's
+        jobs (as of its last poll; a job's new steps appear within its accounting refresh).
         Scope: `read`.
         Errors: NOT_FOUND when the job is neither in the queue nor in accounting;
         PERMISSION_DENIED when the job belongs to another user and the server's policy
@@ -395,7 +409,8 @@ class ComputeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_compute_pb2.ListPartitionsResponse, _abc.Awaitable[_compute_pb2.ListPartitionsResponse]]:
         """Lists the partitions of a system with state, limits, node and CPU counts and idle
-        resources, in the scheduler's order.
+        resources, in the scheduler's order, as of the server's last status probe (each
+        partition's `updated_at`); ListNodes and ListReservations likewise.
         Scope: `read`.
         """
 

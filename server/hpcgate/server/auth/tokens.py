@@ -47,6 +47,15 @@ class VerifiedToken:
     cidrs: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _Remembered:
+    """An own token whose signature, audience, issuer and claims were verified once."""
+
+    kid: str
+    expires: int  # `exp`, seconds since the epoch
+    verified: VerifiedToken
+
+
 def _decode_error(e: jwt.InvalidTokenError) -> ApiError:
     """Terse client-facing wording for pyjwt's failures."""
     if isinstance(e, jwt.ExpiredSignatureError):
@@ -97,7 +106,7 @@ class TokenService:
         # Claims of our own tokens whose signature, audience and issuer were verified:
         # ES256 verification was 0.3-0.4 ms of every RPC (measured). Expiry, the signing
         # key and the client are still checked on every use.
-        self._verified: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        self._verified: collections.OrderedDict[str, _Remembered] = collections.OrderedDict()
 
     # -- minting ------------------------------------------------------------------------
 
@@ -144,6 +153,11 @@ class TokenService:
         return client
 
     async def verify(self, token: str) -> VerifiedToken:
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            if self._still_valid(remembered):
+                return await self._check_client(remembered)
+            del self._verified[token]  # expired or its key retired: verify it afresh
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -156,39 +170,49 @@ class TokenService:
             return await self._verify_external(token, header, self._external[issuer])
         raise unauthenticated("token issuer not trusted")
 
+    def _still_valid(self, remembered: _Remembered) -> bool:
+        return (
+            time.time() <= remembered.expires + self.settings.leeway
+            and self.keys.verification_key(remembered.kid) is not None
+        )
+
     async def _verify_own(self, token: str, header: dict[str, Any]) -> VerifiedToken:
-        key = self.keys.verification_key(str(header.get("kid", "")))
+        kid = str(header.get("kid", ""))
+        key = self.keys.verification_key(kid)
         if key is None:
             raise unauthenticated("token signed by an unknown key")
-        claims = self._verified.get(token)
-        if claims is not None and time.time() > int(claims["exp"]) + self.settings.leeway:
-            del self._verified[token]
-            claims = None  # expired since: let pyjwt say so
-        if claims is None:
-            try:
-                claims = jwt.decode(
-                    token,
-                    key,
-                    algorithms=[ALGORITHM],
-                    audience=self.settings.audience,
-                    issuer=self.settings.issuer,
-                    leeway=self.settings.leeway,
-                    options={"require": [*REQUIRED_CLAIMS, "client_id", "jti"]},
-                )
-            except jwt.InvalidTokenError as e:
-                raise _decode_error(e) from None
-            self._verified[token] = claims
-            if len(self._verified) > VERIFIED_CACHE_SIZE:
-                self._verified.popitem(last=False)
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.settings.audience,
+                issuer=self.settings.issuer,
+                leeway=self.settings.leeway,
+                options={"require": [*REQUIRED_CLAIMS, "client_id", "jti"]},
+            )
+        except jwt.InvalidTokenError as e:
+            raise _decode_error(e) from None
         client_id = str(claims["client_id"])
-        if client_id == ADMIN_CLIENT_ID:
-            cidrs = tuple(str(c) for c in claims.get("cidrs", []))
-        else:
-            client = await self._client(client_id)
-            if client is None or not client.usable(time.time()) or client.user != claims["sub"]:
-                raise unauthenticated("client revoked or expired")
-            cidrs = client.cidrs
-        return VerifiedToken(self._caller(claims, client_id, str(claims.get("scope", ""))), cidrs)
+        cidrs = tuple(str(c) for c in claims.get("cidrs", []))
+        caller = self._caller(claims, client_id, str(claims.get("scope", "")))
+        remembered = _Remembered(kid, int(claims["exp"]), VerifiedToken(caller, cidrs))
+        verified = await self._check_client(remembered)
+        self._verified[token] = remembered
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return verified
+
+    async def _check_client(self, remembered: _Remembered) -> VerifiedToken:
+        """A token of a registered client is only as good as the client: checked on every
+        use (through the registry's short cache); admin tokens carry their networks."""
+        verified = remembered.verified
+        if verified.caller.client_id == ADMIN_CLIENT_ID:
+            return verified
+        client = await self._client(verified.caller.client_id)
+        if client is None or not client.usable(time.time()) or client.user != verified.caller.user:
+            raise unauthenticated("client revoked or expired")
+        return VerifiedToken(verified.caller, client.cidrs)
 
     async def _verify_external(
         self, token: str, header: dict[str, Any], external: _ExternalKeys
