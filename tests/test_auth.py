@@ -524,10 +524,18 @@ async def test_audit_log_names_user_and_client(
     await token_info(channel, sign_own(server, own_claims(server)))
     with pytest.raises(grpc.aio.AioRpcError):
         await token_info(channel, "garbage")
-    records = [getattr(r, "fields", {}) for r in caplog.records if r.name == "hpcgate.rpc"]
-    ok = [f for f in records if f.get("code") == "OK" and "GetTokenInfo" in str(f["method"])]
+
+    def records() -> list[dict[str, Any]]:
+        return [getattr(r, "fields", {}) for r in caplog.records if r.name == "hpcgate.rpc"]
+
+    # The record is written once the handler returns, which can be just after the
+    # client has the status: give the server a moment.
+    deadline = time.monotonic() + 5
+    while not any(f.get("code") == "UNAUTHENTICATED" for f in records()):
+        assert time.monotonic() < deadline, f"no UNAUTHENTICATED record in {records()}"
+        await asyncio.sleep(0.01)
+    ok = [f for f in records() if f.get("code") == "OK" and "GetTokenInfo" in str(f["method"])]
     assert ok and ok[-1]["user"] == "alice" and ok[-1]["client_id"] == ADMIN_CLIENT_ID
-    assert any(f.get("code") == "UNAUTHENTICATED" for f in records)
 
 
 async def test_client_library_exchanges_and_renews(

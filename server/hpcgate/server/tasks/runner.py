@@ -28,7 +28,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from hpcgate.server.config import TasksConfig
@@ -187,6 +187,9 @@ class _Entry:
     ctx: TaskContext | None = None
     cancel_requested: bool = False
     handler_done: bool = False
+    # Set once the store says RUNNING (or that the task already ended): until then a
+    # cancel waits, so it never answers while the record still reads PENDING.
+    started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class TaskRunner:
@@ -381,6 +384,8 @@ class TaskRunner:
         record = await self.get(task_id, user)
         if record is None or record.state.ended:
             return record
+        if (queued := self._queue.get(task_id)) is not None:
+            queued.cancel_requested = True  # from now on _dispatch passes it by
         record = await asyncio.to_thread(self.store.request_cancel, task_id) or record
         self._publish(record)
         if (queued := self._queue.pop(task_id, None)) is not None:
@@ -389,6 +394,7 @@ class TaskRunner:
             return ended or record
         if (running := self._running.get(task_id)) is not None:
             running.cancel_requested = True
+            await running.started.wait()  # the handler then sees the request itself
             if running.ctx is not None:
                 running.ctx.cancel_requested.set()
             if running.task is not None and not running.handler_done:
@@ -409,6 +415,8 @@ class TaskRunner:
         if not self._started or self._stopping:
             return
         for task_id, entry in list(self._queue.items()):
+            if entry.cancel_requested:  # cancel() is ending it
+                continue
             user, system = entry.record.user, entry.record.system
             if self._per_user[user] >= self.settings.max_running_per_user:
                 continue
@@ -438,7 +446,10 @@ class TaskRunner:
         result: Json | None = None
         failure: BaseException | None = None
         try:
-            record = await asyncio.to_thread(self.store.mark_running, task_id)
+            try:
+                record = await asyncio.to_thread(self.store.mark_running, task_id)
+            finally:
+                entry.started.set()
             if record is None:  # ended (e.g. cancelled) while queued
                 return
             self._publish(record)
