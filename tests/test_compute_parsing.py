@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hpcgate.server.compute.convert import (
     job_to_proto,
@@ -36,6 +38,7 @@ from hpcgate.server.slurm.parsing import (
     parse_reservations,
     parse_sacct,
     parse_squeue_json,
+    select_jobs,
     split_job_id,
     summarise_job_state,
 )
@@ -607,3 +610,37 @@ async def test_reader_find_by_comment(recorded: RecordedAdapter) -> None:
     assert await reader(recorded).find_by_comment("alice", "hpcgate-request:abc123") == "37"
     assert recorded.calls == ["squeue", "sacct"]
     assert await reader(recorded).find_by_comment("bob", "hpcgate-request:abc123") is None
+
+
+_job_numbers = st.integers(min_value=1, max_value=6)
+_records = st.builds(
+    JobRecord,
+    job_id=_job_numbers.map(str),
+    array_job_id=st.sampled_from([0, 1, 2, 3]),
+    array_task_id=st.none() | st.integers(min_value=0, max_value=5),
+    array_task_spec=st.sampled_from(["", "0-3", "1,4-5%2", "0-5:2"]),
+    user=st.sampled_from(["alice", "bob"]),
+)
+_wanted = st.one_of(
+    _job_numbers.map(str),
+    st.tuples(st.integers(0, 3), st.integers(0, 5)).map(lambda t: f"{t[0]}_{t[1]}"),
+    st.sampled_from(["", "x", "1_", "-1"]),
+)
+
+
+@given(
+    jobs=st.lists(_records, max_size=12),
+    job_ids=st.lists(_wanted, max_size=5),
+    users=st.lists(st.sampled_from(["alice", "bob", "carol"]), max_size=2),
+)
+def test_select_jobs_matches_job_matches(
+    jobs: list[JobRecord], job_ids: list[str], users: list[str]
+) -> None:
+    """The linear selection answers what asking job_matches for every pair would."""
+    expected = [
+        j
+        for j in jobs
+        if (not job_ids or any(job_matches(j, w) for w in job_ids))
+        and (not users or j.user in users)
+    ]
+    assert select_jobs(jobs, job_ids, users) == expected

@@ -27,6 +27,7 @@ import pytest
 from conftest import ROOT, require
 from hpcgate.server.privsep import (
     CommandTimeout,
+    CommandWithheld,
     ForbiddenUser,
     PrivilegeSeparation,
     UnknownUser,
@@ -273,6 +274,109 @@ async def test_timeout_kills_the_process_group(
             break
         assert time.monotonic() < deadline, "the command's process group survived"
         await asyncio.sleep(0.05)
+
+
+async def _gone(pid_file: Path) -> None:
+    """Waits until the process group whose leader wrote `pid_file` has no process left."""
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline, "the command never started"
+        await asyncio.sleep(0.02)
+    pgid = int(pid_file.read_text())
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, "the command's process group survived"
+        await asyncio.sleep(0.05)
+
+
+def _scratch(name: str) -> Path:
+    """A path alice's commands can write (/tmp is sticky and world-writable)."""
+    path = Path("/tmp") / f"hpcgate-{name}-{os.getpid()}-{time.monotonic_ns()}"
+    path.unlink(missing_ok=True)
+    return path
+
+
+async def test_run_kills_the_whole_group_on_timeout_and_on_cancel(
+    ps: PrivilegeSeparation, alice: UserIdentity
+) -> None:
+    pid_file = _scratch("timeout")
+    with pytest.raises(CommandTimeout):
+        await ps.run(alice, ["sh", "-c", f"echo $$ > {pid_file}; sleep 30 & sleep 30"],
+                     time_limit=0.5)  # fmt: skip
+    await _gone(pid_file)
+    # The caller goes away (a cancelled RPC): the command does not outlive it.
+    pid_file = _scratch("cancel")
+    running = asyncio.create_task(
+        ps.run(alice, ["sh", "-c", f"echo $$ > {pid_file}; sleep 30 & sleep 30"])
+    )
+    while not pid_file.exists():
+        await asyncio.sleep(0.02)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await _gone(pid_file)
+
+
+async def test_a_gated_command_is_fed_only_when_let_go(
+    ps: PrivilegeSeparation, alice: UserIdentity
+) -> None:
+    async def answer(go: bool, after: float) -> bool:
+        await asyncio.sleep(after)
+        return go
+
+    for after in (0.0, 0.2):  # decided before and after the command is up
+        out = await ps.run(alice, ["cat"], input=b"the script", gate=answer(True, after))
+        assert (out.returncode, out.stdout) == (0, b"the script")
+    # Refused: the command is killed before it reads a byte, so it can do nothing.
+    marker = _scratch("withheld")
+    for after in (0.0, 0.2):
+        with pytest.raises(CommandWithheld):
+            await ps.run(alice, ["sh", "-c", f"read line; touch {marker}"], input=b"go\n",
+                         gate=answer(False, after))  # fmt: skip
+    await asyncio.sleep(0.3)
+    assert not marker.exists()
+
+
+async def test_a_gated_command_reads_nothing_if_the_server_goes_away(tree: Tree) -> None:
+    """The worker exits with its server; the command then sees an empty stdin, so what it
+    would have done with its input (sbatch: submit the script) cannot happen."""
+    ps = PrivilegeSeparation()
+    alice = await ps.identity("alice")
+    got = _scratch("orphan")
+    never: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    running = asyncio.create_task(
+        ps.run(
+            alice,
+            ["sh", "-c", f"cat > {got}.part; mv {got}.part {got}"],
+            input=b"the script",
+            gate=never,
+        )
+    )
+    await asyncio.sleep(0.5)  # the command is up, waiting on its stdin
+    await ps.close()
+    with pytest.raises((WorkerUnavailable, asyncio.CancelledError)):
+        await running
+    deadline = time.monotonic() + 10
+    while not got.exists():
+        assert time.monotonic() < deadline, "the command did not see end of input"
+        await asyncio.sleep(0.05)
+    assert got.read_bytes() == b""
+    got.unlink()
+
+
+async def test_identities_are_remembered_for_a_while(tree: Tree) -> None:
+    ps = PrivilegeSeparation(identity_ttl=0.3)
+    try:
+        first = await ps.identity("alice")
+        assert await ps.identity("alice") is first  # no second NSS lookup
+        await asyncio.sleep(0.4)
+        again = await ps.identity("alice")
+        assert again == first and again is not first  # looked up afresh
+    finally:
+        await ps.close()
 
 
 async def test_unknown_user() -> None:

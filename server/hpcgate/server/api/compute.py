@@ -36,7 +36,12 @@ from hpcgate.server.api.timeconv import read_duration, read_timestamp
 from hpcgate.server.auth.caller import Caller, current_caller
 from hpcgate.server.compute import inventory
 from hpcgate.server.compute.convert import job_to_proto, state_to_proto
-from hpcgate.server.compute.idempotency import JobRequests, job_comment, request_fingerprint
+from hpcgate.server.compute.idempotency import (
+    JobRequests,
+    RequestRecord,
+    job_comment,
+    request_fingerprint,
+)
 from hpcgate.server.compute.jobs import JobReader
 from hpcgate.server.compute.submit import Submission, build_submission, submitted_record
 from hpcgate.server.config import Config, SystemConfig
@@ -268,26 +273,18 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             self._forget_lock(key)
             raise
         try:
-            record = await asyncio.to_thread(self.requests.claim, *key, fingerprint)
-            if record is not None and record.request_hash != fingerprint:
-                raise ApiError(
-                    grpc.StatusCode.ALREADY_EXISTS,
-                    f"request_id {request.request_id!r} was used for a different request; "
-                    "use a new request_id for a new job",
-                )
-            if record is not None and record.job_id is not None:
-                return record.job_id, False
-            if record is not None:  # sbatch ran but we died before recording its answer
-                with slurm_errors("looking for an interrupted submission"):
-                    found = await self.readers[system_id].find_by_comment(caller.user, comment)
-                if found is not None:
-                    await asyncio.to_thread(self.requests.finish, *key, found)
-                    return found, False
-            try:
-                job_id = await self._sbatch(await identity, submission, comment)
-            except ApiError:
-                await asyncio.to_thread(self.requests.abandon, *key)
-                raise
+            job_id = await self._sbatch_claimed(key, fingerprint, identity, submission)
+            if job_id is None:  # the request id was known: no sbatch ran
+                record = await asyncio.to_thread(self.requests.get, *key)
+                known = await self._known_request(caller, system_id, request, record)
+                if known is not None:
+                    return known, False
+                # sbatch ran for it once, but no job carries its comment: submit it now.
+                try:
+                    job_id = await self._sbatch(await identity, submission, comment)
+                except ApiError:
+                    await asyncio.to_thread(self.requests.abandon, *key)
+                    raise
             # Recorded while the answer travels: a retry waits for the lock until it is,
             # and after a crash before it, finds the job by its comment.
             recording = asyncio.ensure_future(asyncio.to_thread(self.requests.finish, *key, job_id))
@@ -297,6 +294,72 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 self._release(key, lock)
             else:
                 recording.add_done_callback(lambda _: self._release(key, lock))
+
+    async def _sbatch_claimed(
+        self,
+        key: tuple[str, str, str],
+        fingerprint: str,
+        identity: Awaitable[privsep.UserIdentity],
+        submission: Submission,
+    ) -> str | None:
+        """sbatch once this call has claimed the request id; None if it was claimed before.
+
+        An inline script is what sbatch reads on stdin, so sbatch starts (loads its
+        configuration and plugins) while the claim is written, and is fed the script only
+        once the claim is durable: it can submit nothing before. A script file sbatch reads
+        itself, so then it starts after the claim."""
+        comment = job_comment(key[0], key[2])
+        claiming = asyncio.ensure_future(asyncio.to_thread(self.requests.claim, *key, fingerprint))
+
+        async def claimed() -> bool:  # shielded: a gate given up on leaves the claim be
+            return await asyncio.shield(claiming) is None
+
+        gate = None
+        try:
+            user = await identity
+            if submission.script is None and not await claimed():
+                return None
+            gate = claimed() if submission.script is not None else None
+            return await self._sbatch(user, submission, comment, gate)
+        except privsep.CommandWithheld:
+            return None
+        except ApiError:
+            if await claimed():  # give the request id back: a retry may try again
+                await asyncio.to_thread(self.requests.abandon, *key)
+            raise
+        finally:
+            if gate is not None:
+                gate.close()  # when sbatch never got as far as waiting at it
+
+    async def _known_request(
+        self,
+        caller: Caller,
+        system_id: str,
+        request: compute_pb2.SubmitJobRequest,
+        record: RequestRecord | None,
+    ) -> str | None:
+        """A request id seen before: its job, or the job an interrupted call submitted
+        (None: that call's sbatch submitted nothing)."""
+        if record is None:  # abandoned meanwhile: cannot happen while we hold the lock
+            raise ApiError(grpc.StatusCode.ABORTED, "the request changed under us; retry it")
+        key = (caller.user, system_id, request.request_id)
+        fingerprint = request_fingerprint(request.SerializeToString(deterministic=True))
+        if record.request_hash != fingerprint:
+            raise ApiError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"request_id {request.request_id!r} was used for a different request; "
+                "use a new request_id for a new job",
+            )
+        if record.job_id is not None:
+            return record.job_id
+        # sbatch ran but we died before recording its answer
+        comment = job_comment(caller.user, request.request_id)
+        with slurm_errors("looking for an interrupted submission"):
+            found = await self.readers[system_id].find_by_comment(caller.user, comment)
+        if found is not None:
+            await asyncio.to_thread(self.requests.finish, *key, found)
+            return found
+        return None
 
     def _release(self, key: tuple[str, str, str], lock: asyncio.Lock) -> None:
         lock.release()
@@ -309,7 +372,11 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             del self._lock_users[key], self._request_locks[key]
 
     async def _sbatch(
-        self, identity: privsep.UserIdentity, submission: Submission, comment: str | None
+        self,
+        identity: privsep.UserIdentity,
+        submission: Submission,
+        comment: str | None,
+        gate: Awaitable[bool] | None = None,
     ) -> str:
         env = self.users.user_env(identity)
         env.update(submission.environment)
@@ -322,9 +389,12 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 env=env,
                 input=submission.script or b"",
                 time_limit=self.config.compute.submit_timeout,
+                gate=gate,
             )
         except OSError as e:
             raise self._directory_error(e, directory) from None
+        except privsep.CommandWithheld:
+            raise  # the gate said no: the caller knows why
         except privsep.PrivsepError as e:
             raise from_privsep(e, "running sbatch") from None
         if result.returncode != 0:

@@ -16,6 +16,7 @@ from hpcgate.server.privsep.broker import (
 )
 from hpcgate.server.privsep.errors import (
     CommandTimeout,
+    CommandWithheld,
     ForbiddenUser,
     PrivsepError,
     UnknownUser,
@@ -27,6 +28,7 @@ from hpcgate.server.privsep.identity import UserIdentity, lookup
 __all__ = [
     "CommandOutput",
     "CommandTimeout",
+    "CommandWithheld",
     "FileStat",
     "ForbiddenUser",
     "Mode",

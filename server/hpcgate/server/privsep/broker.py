@@ -24,8 +24,10 @@ resolve a path the user chose.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -35,7 +37,8 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Collection, Mapping, Sequence
+import uuid
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -43,6 +46,7 @@ from typing import IO, Any, Literal
 from hpcgate.server.privsep import worker as worker_program
 from hpcgate.server.privsep.errors import (
     CommandTimeout,
+    CommandWithheld,
     ForbiddenUser,
     PrivsepError,
     WorkerTimeout,
@@ -110,6 +114,8 @@ class CommandOutput:
     stdout: bytes
     stderr: bytes
 
+
+IDENTITY_CACHE_SIZE = 4096  # accounts whose lookup `identity` remembers
 
 # Variables the dynamic loader and glibc act on (glibc's UNSECURE_ENVVARS without TMPDIR,
 # plus every LD_*). The privilege drop (setpriv) runs as root with the command's
@@ -492,21 +498,76 @@ class UserWorker:
         """Signals a process group as the user (ProcessLookupError if it is gone)."""
         await self.call("killpg", {"pgid": pgid, "signal": int(signum)})
 
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | None,
+        env: Mapping[str, str],
+        input: bytes,
+        time_limit: float,
+        umask: int = -1,
+        gate: Awaitable[bool] | None = None,
+    ) -> CommandOutput:
+        """Runs a short command to completion in the worker (see `PrivilegeSeparation.run`).
+
+        Never retried (a submission must not run twice); if the awaiting task is cancelled,
+        the command's process group is killed."""
+        tag = uuid.uuid4().hex
+        args = {"argv": list(argv), "cwd": cwd, "env": dict(env), "tag": tag, "umask": umask,
+                "input": base64.b64encode(input).decode(), "timeout": time_limit,
+                "gated": gate is not None}  # fmt: skip
+        running = asyncio.ensure_future(
+            self.call("run", args, idempotent=False, deadline=time_limit + 10)
+        )
+        try:
+            if gate is not None:
+                go = False
+                try:
+                    go = await self._decision(gate, running)
+                finally:
+                    if not go:  # its answer (ECANCELED) is of no interest
+                        running.add_done_callback(lambda f: f.cancelled() or f.exception())
+                    await asyncio.shield(self.call("run_release", {"tag": tag, "go": go}))
+                if not go:
+                    raise CommandWithheld(f"`{argv[0]}` was not let go; it was killed unfed")
+            result, _ = await running
+        except asyncio.CancelledError:
+            with contextlib.suppress(PrivsepError, OSError, TimeoutError):
+                await asyncio.shield(self.call("run_kill", {"tag": tag}))
+            raise
+        except OSError as e:
+            if e.errno == errno.ETIME:
+                raise CommandTimeout(
+                    f"`{argv[0]}` as {self.identity.name} did not finish within {time_limit:g} s"
+                ) from None
+            raise
+        decode = base64.b64decode
+        return CommandOutput(
+            int(result["returncode"]), decode(result["stdout"]), decode(result["stderr"])
+        )
+
+    @staticmethod
+    async def _decision(gate: Awaitable[bool], running: asyncio.Future[Reply]) -> bool:
+        """The gate's answer; or, when the run ends first (the worker died, the directory
+        was refused), that run's error, and the gate is no longer waited for."""
+        deciding = asyncio.ensure_future(gate)
+        either: set[asyncio.Future[Any]] = {deciding, running}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            deciding.cancel()
+            raise
+        if deciding.done():
+            return deciding.result()
+        deciding.cancel()
+        await running  # raises what ended it
+        raise WorkerUnavailable("protocol error: a gated run ended before it was let go")
+
     async def directory(self, path: str) -> int:
         """An O_PATH descriptor of a directory the user can search (for a command's cwd)."""
         _, fds = await self.call("cwd", {"path": path})
         return _single(fds)
-
-
-def _feed(fd: int, data: bytes) -> None:
-    """Write `data` to a pipe and close it (in a thread: the reader may be slow)."""
-    try:
-        with contextlib.suppress(BrokenPipeError):
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
 
 
 def _single(fds: list[int]) -> int:
@@ -544,6 +605,7 @@ class PrivilegeSeparation:
         umask: int = 0o022,
         min_uid: int = 1000,
         deny_users: Collection[str] = ("slurm",),
+        identity_ttl: float = 30.0,
     ) -> None:
         self.mode: Mode = "multi-user" if os.geteuid() == 0 else "single-user"
         self.idle_timeout = idle_timeout
@@ -555,6 +617,8 @@ class PrivilegeSeparation:
         self.umask = umask
         self.min_uid = min_uid
         self.deny_users = frozenset(deny_users)
+        self.identity_ttl = identity_ttl
+        self._identities: dict[str, tuple[float, UserIdentity]] = {}
         self._served: UserIdentity | None = None
         self._served_error = ""
         if self.mode == "single-user":
@@ -603,11 +667,21 @@ class PrivilegeSeparation:
         return served
 
     async def identity(self, name: str) -> UserIdentity:
-        """Looks `name` up (off the loop) and checks it may be served in this mode."""
+        """Looks `name` up (off the loop) and checks it may be served in this mode.
+
+        An answer is reused for `identity_ttl` seconds (NSS can be slow, e.g. LDAP), so a
+        change to an account (groups, home) reaches new work within that time, as with nscd."""
         if self.mode == "single-user":
             return self._single_user_served(name)
+        now = time.monotonic()
+        remembered = self._identities.get(name)
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
         identity = await lookup(name)
         self.authorize(identity)
+        if len(self._identities) >= IDENTITY_CACHE_SIZE:
+            del self._identities[next(iter(self._identities))]  # the oldest
+        self._identities[name] = (now + self.identity_ttl, identity)
         return identity
 
     async def worker(self, identity: UserIdentity) -> UserWorker:
@@ -784,40 +858,37 @@ class PrivilegeSeparation:
         env: Mapping[str, str] | None = None,
         input: bytes | None = None,
         time_limit: float = 60.0,
+        gate: Awaitable[bool] | None = None,
     ) -> CommandOutput:
-        """`spawn` and collect the output; past `time_limit` seconds, kills the command's process
-        group (as the user) and raises CommandTimeout.
+        """Runs `argv` (no shell) as the user, in a new session, and collects the exit
+        status and output (up to 1 MiB of each); past `time_limit` seconds, kills the
+        command's process group and raises CommandTimeout, as it does when the awaiting
+        task is cancelled. Same environment and `cwd` rules as `spawn`; a missing program
+        is exit 127.
 
-        `input` goes through a pipe the user owns, so the command may also open it by name
-        (/dev/stdin), as `sbatch /dev/stdin ARGS` does."""
-        feeder: asyncio.Future[None] | None = None
-        if input is None:
-            proc = await self.spawn(identity, argv, cwd=cwd, env=env)
-        else:
-            read_end, write_end = os.pipe()
-            try:
-                if self.mode == "multi-user":
-                    os.fchown(read_end, identity.uid, identity.gid)
-                proc = await self.spawn(identity, argv, cwd=cwd, env=env, stdin=read_end)
-            except BaseException:
-                os.close(write_end)
-                raise
-            finally:
-                os.close(read_end)
-            feeder = asyncio.ensure_future(asyncio.to_thread(_feed, write_end, input))
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), time_limit)
-            if feeder is not None:
-                await feeder
-        except BaseException as exc:
-            await self.kill_group(identity, proc)
-            if isinstance(exc, TimeoutError):
-                raise CommandTimeout(
-                    f"`{argv[0]}` as {identity.name} did not finish within {time_limit:g} s"
-                ) from None
-            raise
-        code = proc.returncode
-        return CommandOutput(code if code is not None else -1, out, err)
+        The user's worker starts it (it already is the user: no privilege drop to exec,
+        no root parent entering `cwd`), so this is the cheap way to run short commands
+        such as sbatch. `input` goes through a pipe the user owns, so the command may
+        also open it by name (/dev/stdin), as `sbatch /dev/stdin ARGS` does.
+
+        With a `gate`, the command starts at once but is fed `input` only once the gate
+        answers True; otherwise it is killed unfed and CommandWithheld is raised. It lets a
+        caller make a decision durable (an idempotency record) while the command loads."""
+        if not argv:
+            raise ValueError("argv must not be empty")
+        refused = sorted(k for k in (env or {}) if is_loader_variable(k))
+        if refused:  # the same rule as spawn, so a command behaves the same either way
+            raise ValueError(f"refusing loader variables in a per-user environment: {refused}")
+        handle = await self.worker(identity)
+        return await handle.run(
+            argv,
+            cwd=cwd,
+            env={**self.user_env(identity), **(env or {})},
+            input=input or b"",
+            time_limit=time_limit,
+            umask=self.umask,
+            gate=gate,
+        )
 
     async def kill_group(
         self, identity: UserIdentity, proc: asyncio.subprocess.Process, grace: float = 5.0

@@ -36,6 +36,10 @@ class CommandTimeout(PrivsepError, TimeoutError):
     """A command run as the user exceeded its deadline; its process group was killed."""
 
 
+class CommandWithheld(PrivsepError):
+    """A gated command was not let go (its gate said no): it was killed unfed."""
+
+
 def os_error(name: str, message: str, filename: str | None = None) -> OSError:
     """An OSError for the errno `name` ("EACCES"); OSError picks the subclass from the errno."""
     number = getattr(errno, name, None)

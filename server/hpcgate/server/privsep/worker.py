@@ -215,6 +215,194 @@ def op_killpg(args: Args) -> Reply:
     return {}, []
 
 
+# -- commands -----------------------------------------------------------------------------
+# Short commands (sbatch, scancel, quota tools) run here, from this small process that
+# already is the user: no root parent resolving the working directory, no extra exec to
+# drop privileges, and fork is cheap. Long-running, streamed commands use the broker's spawn.
+
+RUN_OUTPUT_LIMIT = 1 << 20  # bytes of stdout and of stderr kept (the rest is read, dropped)
+
+
+class _Run:
+    """A command in progress, by its tag, for run_kill and run_release. Registered by the
+    reading thread as the request arrives, so a release or kill sent right after it is
+    never missed by a run whose thread has not started yet."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.released = threading.Event()
+        self.go = False
+        self.killed = False
+
+
+_running: dict[str, _Run] = {}
+_running_lock = threading.Lock()
+
+
+def expect_run(body: dict[str, Any]) -> None:
+    args = body.get("args")
+    if isinstance(args, dict):
+        with _running_lock:
+            _running.setdefault(str(args.get("tag", "")), _Run())
+
+
+def op_run(args: Args) -> Reply:
+    """Run argv (no shell) in a new session to completion: {returncode, stdout, stderr}.
+
+    `input` (base64) is fed on stdin, a pipe this user owns (so `/dev/stdin` opens). A
+    missing or unrunnable program is exit 127 / 126, as in a shell. Past `timeout`
+    seconds the process group is killed and the reply is ETIME.
+
+    With `gated`, the command starts at once but gets its input only after run_release
+    says go (it is killed, and the reply is ECANCELED, otherwise): it loads while the
+    server makes its decision durable, and a command that reads its work from stdin,
+    like sbatch, can do nothing before that. If the server dies first, this worker exits
+    and the command reads an empty stdin.
+    """
+    tag = str(args.get("tag", ""))
+    with _running_lock:
+        run = _running.setdefault(tag, _Run())
+    try:
+        return _run(args, run)
+    finally:
+        with _running_lock:
+            _running.pop(tag, None)
+
+
+def _run(args: Args, run: _Run) -> Reply:
+    import base64
+    import subprocess
+
+    argv, env = args["argv"], args.get("env") or {}
+    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+        raise OpError(errno.EINVAL, "argv must be a non-empty list of strings")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise OpError(errno.EINVAL, "env must map strings to strings")
+    data = base64.b64decode(args.get("input") or "")
+    deadline = time.monotonic() + float(args.get("timeout", 60))
+    directory = _run_directory(args.get("cwd"))
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=f"/proc/self/fd/{directory}",  # the child's own copy, closed at exec
+            env=env,
+            start_new_session=True,
+            umask=int(args.get("umask", -1)),
+        )
+    except OSError as exc:  # the program, not the directory (checked above)
+        message = f"{argv[0]}: {exc.strerror}\n".encode()
+        return {"returncode": 127 if exc.errno == errno.ENOENT else 126, "stdout": "",
+                "stderr": base64.b64encode(message).decode()}, []  # fmt: skip
+    finally:
+        os.close(directory)
+    with _running_lock:
+        run.pid = proc.pid
+    try:
+        if args.get("gated"):
+            run.released.wait(max(0.0, deadline - time.monotonic()))
+        if run.killed or (args.get("gated") and not run.go):
+            raise OpError(errno.ECANCELED, f"{argv[0]} was withheld or stopped, and killed")
+        out, err, finished = _communicate(proc, data, deadline)
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        with proc:  # closes the pipes, reaps the process
+            pass
+    if not finished:
+        raise OpError(errno.ETIME, f"{argv[0]} did not finish in time; its processes were killed")
+    encode = base64.b64encode
+    return {"returncode": proc.returncode, "stdout": encode(out).decode(),
+            "stderr": encode(err).decode()}, []  # fmt: skip
+
+
+def _run_directory(cwd: object) -> int:
+    """The command's working directory, opened as the user: `cwd` (its errors are the
+    caller's to see) or else $HOME, or / when the home directory is unusable."""
+    if cwd is not None:
+        return op_cwd({"path": cwd})[1][0]
+    try:
+        return op_cwd({"path": os.environ.get("HOME") or "/"})[1][0]
+    except OSError:
+        return op_cwd({"path": "/"})[1][0]
+
+
+def _communicate(proc: Any, data: bytes, deadline: float) -> tuple[bytes, bytes, bool]:
+    """Feed stdin, keep up to RUN_OUTPUT_LIMIT of each output, wait for the exit; False
+    as the third value when the deadline came first."""
+    import selectors
+    import subprocess
+
+    kept: dict[int, bytearray] = {proc.stdout.fileno(): bytearray(),
+                                  proc.stderr.fileno(): bytearray()}  # fmt: skip
+    view = memoryview(data)
+    stdin_fd = proc.stdin.fileno()
+    with selectors.PollSelector() as selector:
+        if view:
+            os.set_blocking(proc.stdin.fileno(), False)
+            selector.register(proc.stdin, selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        selector.register(proc.stderr, selectors.EVENT_READ)
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return b"", b"", False
+            for key, _ in selector.select(left):
+                if key.fd == stdin_fd:
+                    try:
+                        view = view[os.write(key.fd, view[: 1 << 16]) :]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:
+                        view = view[:0]
+                    if not view:
+                        selector.unregister(proc.stdin)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                buffer = kept[key.fd]
+                buffer += chunk[: max(0, RUN_OUTPUT_LIMIT - len(buffer))]
+    out, err = (bytes(kept[f.fileno()]) for f in (proc.stdout, proc.stderr))
+    try:
+        proc.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return out, err, False
+    return out, err, True
+
+
+def op_run_kill(args: Args) -> Reply:
+    """Kill the process group of a run still in progress (its caller went away)."""
+    with _running_lock:
+        run = _running.get(str(args.get("tag", "")))
+        if run is not None:
+            run.killed = True  # a run that has not started its command yet won't
+            pid = run.pid
+    if run is not None:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        run.released.set()  # a gated run stops waiting
+    return {"killed": run is not None}, []
+
+
+def op_run_release(args: Args) -> Reply:
+    """Let a gated run have its input (`go`), or kill it."""
+    with _running_lock:
+        run = _running.get(str(args.get("tag", "")))
+    if run is not None:
+        run.go = bool(args.get("go"))
+        run.released.set()
+    return {"found": run is not None}, []
+
+
 # -- files ------------------------------------------------------------------------------
 # Every file operation below resolves paths as the user and, when the request carries
 # `roots` (the directories a site exposes), checks the *resolved* location of the object
@@ -983,6 +1171,9 @@ OPS: dict[str, Callable[[Args], Reply]] = {
     "stat": op_stat,
     "cwd": op_cwd,
     "killpg": op_killpg,
+    "run": op_run,
+    "run_kill": op_run_kill,
+    "run_release": op_run_release,
     "entry": op_entry,
     "list": op_list,
     "mkdir": op_mkdir,
@@ -999,6 +1190,10 @@ OPS: dict[str, Callable[[Args], Reply]] = {
     "utime": op_utime,
     "syncfs": op_syncfs,
 }
+
+
+# Served on the reading thread: they only signal a run that holds a pool thread.
+INLINE_OPS = frozenset({"run_kill", "run_release"})
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -1074,7 +1269,21 @@ class Worker:
                     break
                 body = bytes(buffer[HEADER.size : HEADER.size + size])
                 del buffer[: HEADER.size + size]
+                request = _parsed(body)
+                if request.get("op") in INLINE_OPS:  # instant; must not wait for a thread
+                    self.handle(body)
+                    continue
+                if request.get("op") == "run":
+                    expect_run(request)
                 self.pool.submit(self.handle, body)
+
+
+def _parsed(body: bytes) -> dict[str, Any]:
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return {}
+    return request if isinstance(request, dict) else {}
 
 
 def _error(rid: object, code: int, message: str, filename: object = None) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from hpcgate.server.slurm.parsing import (
     SHARE_FIELDS,
     USAGE_FIELDS,
     USER_ASSOC_FIELDS,
-    job_matches,
     parse_accounts,
     parse_cluster_name,
     parse_fair_share,
@@ -43,6 +42,7 @@ from hpcgate.server.slurm.parsing import (
     parse_usage,
     parse_user_associations,
     parse_user_default_account,
+    select_jobs,
 )
 
 # TRES whose usage sreport is asked for (a TRES the site does not track is left out).
@@ -52,17 +52,6 @@ _UNKNOWN_SELECTION = ("invalid job id", "invalid user")
 # sacct's earliest start for lookups by job id: Epoch 0 in any time zone.
 _EPOCH = "1970-01-02T00:00:00"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
-
-
-def _selected(
-    jobs: list[JobRecord], job_ids: Sequence[str], users: Sequence[str]
-) -> list[JobRecord]:
-    return [
-        j
-        for j in jobs
-        if (not job_ids or any(job_matches(j, wanted) for wanted in job_ids))
-        and (not users or j.user in users)
-    ]
 
 
 class CommandLineAdapter:
@@ -220,7 +209,7 @@ class CommandLineAdapter:
         output = await self._selection("squeue", *args)
         if output is None:
             return []
-        return _selected(parse_squeue_json(output), job_ids, users)
+        return select_jobs(parse_squeue_json(output), job_ids, users)
 
     async def accounting_jobs(
         self,
@@ -256,7 +245,7 @@ class CommandLineAdapter:
         output = await self._selection("sacct", *args)
         if output is None:
             return []
-        return _selected(parse_sacct(output), job_ids, users)
+        return select_jobs(parse_sacct(output), job_ids, users)
 
     async def reservations(self) -> list[ReservationRecord]:
         result = await self.commands.run(

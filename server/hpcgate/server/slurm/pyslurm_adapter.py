@@ -86,8 +86,8 @@ from hpcgate.server.slurm.adapter import (
 from hpcgate.server.slurm.cli_adapter import CommandLineAdapter
 from hpcgate.server.slurm.parsing import (
     expand_output_path,
-    job_matches,
     parse_tres,
+    select_jobs,
     split_job_id,
     summarise_job_state,
 )
@@ -693,12 +693,7 @@ def _reservations() -> list[ReservationRecord]:
 def _queue_jobs(job_ids: Sequence[str], users: Sequence[str]) -> list[JobRecord]:
     now = datetime.now(UTC)
     jobs = [job_record_from_pyslurm(j, now) for j in _load_pyslurm().Jobs.load().values()]
-    return [
-        j
-        for j in jobs
-        if (not job_ids or any(job_matches(j, wanted) for wanted in job_ids))
-        and (not users or j.user in users)
-    ]
+    return select_jobs(jobs, job_ids, users)
 
 
 def _known_users(users: Sequence[str]) -> list[str]:
@@ -746,12 +741,7 @@ def _accounting_jobs(
         conditions["end_time"] = int(end.timestamp())
     records = db.Jobs.load(db.JobFilter(**conditions)).values()
     jobs = [accounting_job_from_pyslurm(j, steps=steps) for j in records]
-    return [
-        j
-        for j in jobs
-        if (not job_ids or any(job_matches(j, wanted) for wanted in job_ids))
-        and (not users or j.user in users)
-    ]
+    return select_jobs(jobs, job_ids, users)
 
 
 def _user_default_account(user: str, cluster: str) -> str:
