@@ -60,16 +60,11 @@ lint: install
 cluster:
 	bash scripts/cluster.sh up
 
-# Prints a ready-to-use access token for the invoking user, then serves.
+# Prints ready-to-use access tokens (the invoking user's; alice's too when that is root),
+# then serves.
 RUN_USER ?= $(or $(SUDO_USER),$(shell id -un))
 run: install cluster
-	@token=$$($(BIN)/hpcgate-server token --user $(RUN_USER) --scope read --scope write \
-	    --scope execute --ttl 28800) && \
-	echo "" && echo "Access token for $(RUN_USER) (8 hours, loopback only):" && \
-	echo "  export HPCGATE_TOKEN=$$token" && \
-	echo "  $(BIN)/grpcurl -plaintext -H \"authorization: Bearer \$$HPCGATE_TOKEN\" $(HPCGATE_LISTEN) hpcgate.v1.AuthService/GetTokenInfo" && \
-	echo "  $(BIN)/hpcgate --address $(HPCGATE_LISTEN) whoami" && \
-	echo "A new one: $(BIN)/hpcgate-server token --user $(RUN_USER) --scope read" && echo ""
+	@bash scripts/run-tokens.sh $(BIN) $(HPCGATE_LISTEN) $(RUN_USER)
 	$(BIN)/hpcgate-server serve --listen $(HPCGATE_LISTEN)
 
 test: install check-generated lint cluster
