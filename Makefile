@@ -53,9 +53,9 @@ lint: install
 	$(BIN)/buf lint
 	$(BIN)/buf format -d --exit-code
 	$(BIN)/buf breaking --against '.git#ref=$(BUF_BASELINE)'
-	$(BIN)/ruff check client/hpcgate/client server tests bench scripts
-	$(BIN)/ruff format --check client/hpcgate/client server tests bench scripts
-	$(BIN)/mypy client/hpcgate/client server/hpcgate/server
+	$(BIN)/ruff check client/hpcgate/client server tests bench scripts examples
+	$(BIN)/ruff format --check client/hpcgate/client server tests bench scripts examples
+	$(BIN)/mypy client/hpcgate/client server/hpcgate/server examples
 
 cluster:
 	bash scripts/cluster.sh up

@@ -146,6 +146,19 @@ async def test_follow_streams_output_while_the_job_writes_it(
     assert job.state == "COMPLETED"
 
 
+async def test_follow_right_after_submit_waits_for_slurm_to_name_the_file(
+    client: Client,
+) -> None:
+    """Without stdout_path the file is Slurm's default (slurm-ID.out in the working
+    directory), which the server learns only at its next poll: following waits for it."""
+    job = await client.jobs.submit(script="#!/bin/sh\necho default-output\n")
+    try:
+        text = "".join([str(c) async for c in job.output(follow=True)])
+        assert text == "default-output\n"
+    finally:
+        Path(f"/home/alice/slurm-{job.id}.out").unlink(missing_ok=True)
+
+
 async def test_wait_until_running_then_a_timeout_raises_deadline_exceeded(client: Client) -> None:
     job = await client.jobs.submit(script=SLEEPER, stdout_path="/dev/null")
     try:

@@ -9,6 +9,7 @@ gRPC failures into `hpcgate.client.errors` exceptions and retry what is safe to 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shlex
 import subprocess
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
+TOKEN_ENV = "HPCGATE_TOKEN"
+SYSTEM_ENV = "HPCGATE_SYSTEM"
 DEFAULT_TIMEOUT = 60.0  # seconds a unary call may take (streams have none by default)
 # The server keeps grpc's default policy (no pings more often than every 5 minutes
 # without data), so the client pings no more often than that: a stricter client would be
@@ -139,7 +142,11 @@ class Client:
 
         `token` is an access token; `credentials` is a token too, or `ClientCredentials`
         (a registered client's id and key: tokens are exchanged and renewed before they
-        expire), or a `TokenCommand`. `system` is the default for calls that take one."""
+        expire), or a `TokenCommand`; with neither, $HPCGATE_TOKEN if set. `system` is the
+        default for calls that take one (default $HPCGATE_SYSTEM)."""
+        if token is None and credentials is None:
+            token = os.environ.get(TOKEN_ENV) or None
+        system = system or os.environ.get(SYSTEM_ENV) or None
         channel = open_channel(address, token=token, credentials=credentials, tls=tls,
                                ca_file=ca_file)  # fmt: skip
         return cls(channel, timeout=timeout, retry=retry, system=system)

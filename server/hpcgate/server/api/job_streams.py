@@ -167,6 +167,10 @@ def _all_finished(hub: JobHub, named: set[str], finished: set[str]) -> bool:
     return all(i in finished or ((job := hub.get(i)) is not None and job.finished) for i in ids)
 
 
+def _output_path(job: JobRecord, stream: int) -> str:
+    return job.stderr_path if stream == compute_pb2.JOB_OUTPUT_STREAM_STDERR else job.stdout_path
+
+
 async def read_job_output(
     users: privsep.PrivilegeSeparation,
     identity: privsep.UserIdentity,
@@ -175,13 +179,20 @@ async def read_job_output(
     request: compute_pb2.ReadJobOutputRequest,
     poll: float = 0.5,
 ) -> AsyncIterator[compute_pb2.ReadJobOutputResponse]:
-    path = job.stderr_path if request.stream == compute_pb2.JOB_OUTPUT_STREAM_STDERR \
-        else job.stdout_path  # fmt: skip
-    if not path or not path.startswith("/"):
-        raise ApiError(
-            grpc.StatusCode.FAILED_PRECONDITION,
-            f"Slurm does not say where job {job.job_id} writes that stream",
-        )
+    path = _output_path(job, request.stream)
+    while not path.startswith("/"):
+        # A job just submitted through the gateway is known before Slurm has said where it
+        # writes (the hub's next poll does); a follower waits for that, a reader does not.
+        current = hub.get(job.job_id) or job
+        path = _output_path(current, request.stream)
+        if path.startswith("/"):
+            break
+        if not request.follow or current.finished:
+            raise ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"Slurm does not say where job {job.job_id} writes that stream",
+            )
+        await asyncio.sleep(poll)
     chunk = min(request.max_chunk_bytes or 64 * 1024, 1024 * 1024)
     worker = await users.worker(identity)
     fd = None
