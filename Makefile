@@ -19,6 +19,7 @@ export HPCGATE_LISTEN
 help:
 	@echo "make run      install, bring up the local Slurm, serve the API on $(HPCGATE_LISTEN)"
 	@echo "make test     the whole suite: stale-stub check, lint, real-Slurm tests"
+	@echo "make test-unit the tests that need no cluster (parsers, validation, config, ...)"
 	@echo "make install  create $(VENV) and install hpcgate[server,dev] (editable)"
 	@echo "make generate regenerate client/hpcgate/v1 from proto/"
 	@echo "make lint     buf lint, buf format check, buf breaking, ruff, mypy"
@@ -69,6 +70,11 @@ run: install cluster
 
 test: install check-generated lint cluster
 	$(BIN)/pytest -q
+
+# The tests that need no cluster (no Slurm, no root-made demo users): seconds, not minutes.
+# Tests are marked `slurm` from the fixtures they use (tests/conftest.py).
+test-unit: install
+	$(BIN)/pytest -q -m "not slurm"
 
 bench: install cluster
 	$(PY) bench/status_bench.py

@@ -24,6 +24,15 @@ CLUSTER_SCRIPT = ROOT / "scripts" / "cluster.sh"
 IN_CI = os.environ.get("CI") == "true"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slurm` every test that needs the local cluster, judged by the fixtures it
+    uses (directly or through others), so `make test-unit` (`-m "not slurm"`) runs
+    exactly the tests that need no daemon, no root and no demo users."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slurm)
+
+
 def require(condition: bool, why: str) -> None:
     """Skip locally when a real dependency is missing; in CI that is a failure."""
     if condition:
