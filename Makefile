@@ -71,7 +71,7 @@ run: install cluster
 test: install check-generated lint cluster
 	$(BIN)/pytest -q
 
-# The tests that need no cluster (no Slurm, no root-made demo users): seconds, not minutes.
+# The tests that need no Slurm daemons: seconds, not minutes (privsep tests still want root).
 # Tests are marked `slurm` from the fixtures they use (tests/conftest.py).
 test-unit: install
 	$(BIN)/pytest -q -m "not slurm"

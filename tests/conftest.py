@@ -27,7 +27,8 @@ IN_CI = os.environ.get("CI") == "true"
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark `slurm` every test that needs the local cluster, judged by the fixtures it
     uses (directly or through others), so `make test-unit` (`-m "not slurm"`) runs
-    exactly the tests that need no daemon, no root and no demo users."""
+    exactly the tests that need no Slurm daemon (some still need root and the demo
+    users, and skip without them outside CI)."""
     for item in items:
         if "slurm_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slurm)
