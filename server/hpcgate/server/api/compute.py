@@ -31,7 +31,7 @@ from hpcgate.server.api.errors import (
 )
 from hpcgate.server.api.job_streams import read_job_output, watch_jobs
 from hpcgate.server.api.pagination import check_page_request, paginate
-from hpcgate.server.api.resources import system_id_from_name
+from hpcgate.server.api.resources import lookup_system, unknown_system
 from hpcgate.server.api.timeconv import read_duration, read_timestamp
 from hpcgate.server.auth.caller import Caller, current_caller
 from hpcgate.server.compute import inventory
@@ -146,14 +146,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
     # -- helpers ------------------------------------------------------------------------
 
     def _system(self, name: str, field: str, errors: FieldViolations) -> SystemConfig | None:
-        system_id = system_id_from_name(name, field, errors)
-        if not system_id:
-            return None
-        system = self.config.system(system_id)
-        if system is None:
-            raise not_found(f"no system {name!r}; known: "
-                            + ", ".join(s.name for s in self.config.systems))  # fmt: skip
-        return system
+        return lookup_system(self.config, name, field, errors)
 
     def _job_name(self, name: str, field: str, errors: FieldViolations) -> tuple[str, str]:
         match = _JOB_NAME.match(name)
@@ -161,7 +154,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             errors.add(field, f"must look like systems/{{system}}/jobs/{{job_id}}; got {name!r}")
             return "", ""
         if self.config.system(match.group(1)) is None:
-            raise not_found(f"no system 'systems/{match.group(1)}'")
+            raise unknown_system(self.config, match.group(1))
         return match.group(1), match.group(2)
 
     async def _identity(self, caller: Caller) -> privsep.UserIdentity:

@@ -9,9 +9,13 @@ from typing import Any
 
 import grpc
 
-from hpcgate.server.api.errors import ApiError, FieldViolations, not_found
+from hpcgate.server.api.errors import ApiError, FieldViolations
 from hpcgate.server.api.pagination import check_page_request, paginate
-from hpcgate.server.api.resources import system_id_from_filter, system_id_from_name
+from hpcgate.server.api.resources import (
+    system_id_from_filter,
+    system_id_from_name,
+    unknown_system,
+)
 from hpcgate.server.api.timeconv import duration, read_duration, timestamp
 from hpcgate.server.config import Config
 from hpcgate.server.state.store import Note, Outage, StateStore
@@ -137,8 +141,7 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
         """The latest status; before the first probe, an UNSPECIFIED placeholder."""
         system = self.config.system(system_id)
         if system is None:
-            known = ", ".join(f"systems/{s.id}" for s in self.config.systems)
-            raise not_found(f"no system 'systems/{system_id}' here; known systems: {known}")
+            raise unknown_system(self.config, system_id)
         status = self.hub.get(system_id)
         if status is None:
             status = model.SystemStatus(

@@ -13,9 +13,9 @@ import asyncio
 from typing import Any
 
 from hpcgate.server import privsep
-from hpcgate.server.api.errors import FieldViolations, from_privsep, not_found
+from hpcgate.server.api.errors import FieldViolations, from_privsep
 from hpcgate.server.api.pagination import check_page_request, paginate
-from hpcgate.server.api.resources import system_id_from_name
+from hpcgate.server.api.resources import lookup_system
 from hpcgate.server.api.timeconv import timestamp
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.config import Config, FilesystemConfig, SystemConfig
@@ -75,14 +75,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         self.quotas = QuotaReader(users, config.storage)
 
     def _system(self, name: str, errors: FieldViolations) -> SystemConfig | None:
-        system_id = system_id_from_name(name, "parent", errors)
-        if not system_id:
-            return None
-        system = self.config.system(system_id)
-        if system is None:
-            known = ", ".join(s.name for s in self.config.systems)
-            raise not_found(f"no system {name!r}; known: {known}")
-        return system
+        return lookup_system(self.config, name, "parent", errors)
 
     async def ListFilesystems(
         self, request: storage_pb2.ListFilesystemsRequest, context: Any

@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 
 from hpcgate.server import privsep
-from hpcgate.server.api.errors import ApiError, FieldViolations, from_privsep, not_found
-from hpcgate.server.api.resources import system_id_from_filter
+from hpcgate.server.api.errors import ApiError, FieldViolations, from_privsep
+from hpcgate.server.api.resources import lookup_system, unknown_system
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.config import Config, SystemConfig
 from hpcgate.server.files import modes, paths, reading, uploads
@@ -58,16 +58,13 @@ class UtilitiesServicer(utilities_pb2_grpc.UtilitiesServiceServicer):
     # -- helpers ------------------------------------------------------------------------
 
     def _system(self, value: str, errors: FieldViolations, field: str = "system") -> str:
-        if not value:
-            errors.add(field, "is required: the system id, e.g. 'local'")
-            return ""
-        return system_id_from_filter(value, field, errors)
+        system = lookup_system(self.config, value, field, errors, bare_id=True)
+        return system.id if system is not None else ""
 
     def _system_config(self, system_id: str) -> SystemConfig:
         system = self.config.system(system_id)
         if system is None:
-            known = ", ".join(s.id for s in self.config.systems)
-            raise not_found(f"no system {system_id!r}; known: {known}")
+            raise unknown_system(self.config, system_id)
         return system
 
     async def _identity(self) -> privsep.UserIdentity:

@@ -15,8 +15,8 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from hpcgate.server import privsep
-from hpcgate.server.api.errors import ApiError, FieldViolations, from_privsep, not_found
-from hpcgate.server.api.resources import system_id_from_filter
+from hpcgate.server.api.errors import ApiError, FieldViolations, from_privsep
+from hpcgate.server.api.resources import lookup_system, unknown_system
 from hpcgate.server.config import Config
 from hpcgate.server.files import paths
 from hpcgate.server.tasks.model import (
@@ -76,7 +76,7 @@ class Transfers:
             return PeerEndpoint(self._peer(end.facility, user))
         system = self.config.system(end.system.removeprefix("systems/"))
         if system is None:
-            raise not_found(f"no system {end.system!r}")
+            raise unknown_system(self.config, end.system.removeprefix("systems/"))
         return LocalEndpoint(self.users, identity, system, self.config.files)
 
     async def _identity(self, user: str) -> privsep.UserIdentity:
@@ -93,12 +93,7 @@ class Transfers:
             errors.add("kind", "choose TRANSFER_KIND_COPY, _MOVE or _SYNC")
         for field, end in (("source", request.source), ("destination", request.destination)):
             if not end.facility:
-                if not end.system:
-                    errors.add(f"{field}.system", "is required (e.g. 'local')")
-                else:
-                    system_id = system_id_from_filter(end.system, f"{field}.system", errors)
-                    if system_id and self.config.system(system_id) is None:
-                        raise not_found(f"{field}.system: no system {end.system!r}")
+                lookup_system(self.config, end.system, f"{field}.system", errors, bare_id=True)
             path = paths.checked(errors, f"{field}.path", end.path)
             if path == "/":
                 errors.add(f"{field}.path", "'/' cannot be transferred or replaced")
