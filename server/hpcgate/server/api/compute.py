@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import grpc
 
 from hpcgate.server import privsep
+from hpcgate.server.api.callers import identity_of
 from hpcgate.server.api.errors import (
     ApiError,
     FieldViolations,
@@ -32,7 +33,8 @@ from hpcgate.server.api.errors import (
 from hpcgate.server.api.job_streams import read_job_output, watch_jobs
 from hpcgate.server.api.pagination import check_page_request, paginate
 from hpcgate.server.api.resources import lookup_system, unknown_system
-from hpcgate.server.api.timeconv import read_duration, read_timestamp
+from hpcgate.server.api.streaming import heartbeat_interval
+from hpcgate.server.api.timeconv import read_timestamp
 from hpcgate.server.auth.caller import Caller, current_caller
 from hpcgate.server.compute import inventory
 from hpcgate.server.compute.convert import job_to_proto, state_to_proto
@@ -158,10 +160,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         return match.group(1), match.group(2)
 
     async def _identity(self, caller: Caller) -> privsep.UserIdentity:
-        try:
-            return await self.users.identity(caller.user)
-        except privsep.PrivsepError as e:
-            raise from_privsep(e, f"cannot act as {caller.user!r}") from None
+        return await identity_of(self.users, caller.user)
 
     def _check_visible(self, job: JobRecord, caller: Caller, job_id: str) -> None:
         if job.user != caller.user and not self.config.compute.show_other_users_jobs:
@@ -642,9 +641,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             raise ApiError(
                 grpc.StatusCode.PERMISSION_DENIED, "watching other users' jobs is not allowed"
             )
-        heartbeat = self.config.watch.heartbeat_interval
-        if (asked := read_duration(request, "heartbeat_interval", errors)) is not None:
-            heartbeat = min(max(asked.total_seconds(), 1), 300)
+        heartbeat = heartbeat_interval(request, errors, self.config.watch.heartbeat_interval)
         errors.raise_if_any()
         assert system is not None
         hub = self.hubs[system.id]

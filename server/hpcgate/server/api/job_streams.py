@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 
 import grpc
 
 from hpcgate.server import privsep
 from hpcgate.server.api.errors import ApiError, from_privsep
+from hpcgate.server.api.streaming import heartbeat as heartbeat_message
+from hpcgate.server.api.streaming import unless_draining
 from hpcgate.server.api.timeconv import timestamp
 from hpcgate.server.compute.convert import job_to_proto, state_to_proto
 from hpcgate.server.events.hub import (
@@ -32,7 +33,7 @@ from hpcgate.server.events.hub import (
     SlowConsumer,
 )
 from hpcgate.server.slurm.adapter import JobRecord
-from hpcgate.v1 import common_pb2, compute_pb2
+from hpcgate.v1 import compute_pb2
 
 SNAPSHOT_CHUNK = 500  # jobs per snapshot message, well under the message size limit
 _EVENT_TYPE = {
@@ -131,27 +132,18 @@ async def watch_jobs(
         while True:
             if request.until_finished and named and _all_finished(hub, named, finished):
                 return
-            getter = asyncio.ensure_future(subscription.next(heartbeat))
-            drain = asyncio.ensure_future(draining.wait())
-            done, _ = await asyncio.wait({getter, drain}, return_when=asyncio.FIRST_COMPLETED)
-            drain.cancel()
-            if getter not in done:
-                getter.cancel()
-                raise ApiError(
-                    grpc.StatusCode.UNAVAILABLE,
-                    f"the server is shutting down; reconnect with resume_from_revision={last}",
-                )
             try:
-                item = getter.result()
+                item = await unless_draining(
+                    subscription.next(heartbeat), draining,
+                    f"the server is shutting down; reconnect with resume_from_revision={last}",
+                )  # fmt: skip
             except SlowConsumer:
                 raise ApiError(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"this stream fell too far behind; reconnect with resume_from_revision={last}",
                 ) from None
             if item is None:
-                yield compute_pb2.WatchJobsResponse(
-                    revision=last, heartbeat=common_pb2.Heartbeat(time=timestamp(datetime.now(UTC)))
-                )
+                yield compute_pb2.WatchJobsResponse(revision=last, heartbeat=heartbeat_message())
             elif isinstance(item, SchedulerNotice):
                 yield compute_pb2.WatchJobsResponse(revision=last, scheduler=_scheduler(item))
             elif item.revision > last:

@@ -7,21 +7,20 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import grpc
-
-from hpcgate.server.api.errors import ApiError, FieldViolations
+from hpcgate.server.api.errors import FieldViolations
 from hpcgate.server.api.pagination import check_page_request, paginate
 from hpcgate.server.api.resources import (
     system_id_from_filter,
     system_id_from_name,
     unknown_system,
 )
-from hpcgate.server.api.timeconv import duration, read_duration, timestamp
+from hpcgate.server.api.streaming import heartbeat, heartbeat_interval, unless_draining
+from hpcgate.server.api.timeconv import duration, timestamp
 from hpcgate.server.config import Config
 from hpcgate.server.state.store import Note, Outage, StateStore
 from hpcgate.server.status import model
 from hpcgate.server.status.hub import StatusHub
-from hpcgate.v1 import common_pb2, status_pb2, status_pb2_grpc
+from hpcgate.v1 import status_pb2, status_pb2_grpc
 
 _STATE = {
     model.State.UNKNOWN: status_pb2.SYSTEM_STATE_UNSPECIFIED,
@@ -41,7 +40,6 @@ _OUTAGE_STATUS = {
     "active": status_pb2.OUTAGE_STATUS_ACTIVE,
     "completed": status_pb2.OUTAGE_STATUS_COMPLETED,
 }
-MIN_HEARTBEAT, MAX_HEARTBEAT = 1.0, 300.0
 
 
 def component_to_proto(c: model.Component) -> status_pb2.Component:
@@ -187,14 +185,11 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
     ) -> AsyncIterator[status_pb2.WatchSystemsResponse]:
         errors = FieldViolations()
         ids = [system_id_from_name(n, f"names[{i}]", errors) for i, n in enumerate(request.names)]
-        asked = read_duration(request, "heartbeat_interval", errors)
+        interval = heartbeat_interval(request, errors, self.config.status.heartbeat_interval)
         errors.raise_if_any()
         selected = [self._status_of(i).system_id for i in ids] or [
             s.id for s in self.config.systems
         ]
-        interval = self.config.status.heartbeat_interval
-        if asked is not None:
-            interval = min(max(asked.total_seconds(), MIN_HEARTBEAT), MAX_HEARTBEAT)
         # Subscribe before taking the snapshot, so no change can fall between the two.
         with self.hub.subscribe(selected) as subscription:
             yield status_pb2.WatchSystemsResponse(
@@ -203,22 +198,12 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
                 )
             )
             while True:
-                next_changes = asyncio.ensure_future(subscription.next_changes(interval))
-                drain = asyncio.ensure_future(self.draining.wait())
-                done, _ = await asyncio.wait(
-                    {next_changes, drain}, return_when=asyncio.FIRST_COMPLETED
-                )
-                drain.cancel()
-                if next_changes not in done:
-                    next_changes.cancel()
-                    raise ApiError(
-                        grpc.StatusCode.UNAVAILABLE,
-                        "the server is shutting down; reconnect to continue watching",
-                    )
-                changes = next_changes.result()
+                changes = await unless_draining(
+                    subscription.next_changes(interval), self.draining,
+                    "the server is shutting down; reconnect to continue watching",
+                )  # fmt: skip
                 if not changes:
-                    heartbeat = common_pb2.Heartbeat(time=timestamp(datetime.now(UTC)))
-                    yield status_pb2.WatchSystemsResponse(heartbeat=heartbeat)
+                    yield status_pb2.WatchSystemsResponse(heartbeat=heartbeat())
                 for change in changes:
                     yield status_pb2.WatchSystemsResponse(
                         change=status_pb2.SystemChange(

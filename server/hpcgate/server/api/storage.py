@@ -13,7 +13,8 @@ import asyncio
 from typing import Any
 
 from hpcgate.server import privsep
-from hpcgate.server.api.errors import FieldViolations, from_privsep
+from hpcgate.server.api.callers import identity_of
+from hpcgate.server.api.errors import FieldViolations
 from hpcgate.server.api.pagination import check_page_request, paginate
 from hpcgate.server.api.resources import lookup_system
 from hpcgate.server.api.timeconv import timestamp
@@ -86,10 +87,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         check_page_request(request.page_size, request.page_token, errors)
         errors.raise_if_any()
         assert system is not None
-        try:
-            identity = await self.users.identity(caller.user)
-        except privsep.PrivsepError as e:
-            raise from_privsep(e, f"cannot act as {caller.user!r}") from None
+        identity = await identity_of(self.users, caller.user)
         page, token = paginate(system.filesystems, request.page_size, request.page_token)
         status = self.hub.get(system.id)
         filesystems = await asyncio.gather(

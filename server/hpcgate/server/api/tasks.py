@@ -10,23 +10,20 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
-
-import grpc
 
 from hpcgate.server.api.errors import ApiError, FieldViolations, not_found
 from hpcgate.server.api.pagination import check_page_request, next_page_token, page_window
-from hpcgate.server.api.timeconv import read_duration, read_timestamp, timestamp
+from hpcgate.server.api.streaming import heartbeat, heartbeat_interval, unless_draining
+from hpcgate.server.api.timeconv import read_timestamp
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.config import TasksConfig
 from hpcgate.server.tasks.convert import KIND_FROM_PROTO, STATE_FROM_PROTO, task_to_proto
 from hpcgate.server.tasks.model import TaskQuery, TaskRecord
 from hpcgate.server.tasks.runner import TaskRunner
-from hpcgate.v1 import common_pb2, tasks_pb2, tasks_pb2_grpc
+from hpcgate.v1 import tasks_pb2, tasks_pb2_grpc
 
 _TASK_NAME = re.compile(r"^tasks/([A-Za-z0-9][A-Za-z0-9_-]{0,63})$")
-MIN_HEARTBEAT, MAX_HEARTBEAT = 1.0, 300.0
 
 
 def task_id_from_name(name: str, field: str, errors: FieldViolations) -> str:
@@ -114,9 +111,7 @@ class TasksServicer(tasks_pb2_grpc.TasksServiceServicer):
         caller = current_caller()
         errors = FieldViolations()
         task_id = task_id_from_name(request.name, "name", errors)
-        heartbeat = self.settings.heartbeat_interval
-        if (asked := read_duration(request, "heartbeat_interval", errors)) is not None:
-            heartbeat = min(max(asked.total_seconds(), MIN_HEARTBEAT), MAX_HEARTBEAT)
+        interval = heartbeat_interval(request, errors, self.settings.heartbeat_interval)
         errors.raise_if_any()
         # Subscribed before reading the task: no change can fall between the two.
         with self.runner.watch(task_id) as watch:
@@ -126,22 +121,13 @@ class TasksServicer(tasks_pb2_grpc.TasksServiceServicer):
             yield tasks_pb2.WatchTaskResponse(task=task_to_proto(record))
             last = record.revision
             while not record.state.ended:
-                getter = asyncio.ensure_future(watch.next(heartbeat))
-                drain = asyncio.ensure_future(self.draining.wait())
-                done, _ = await asyncio.wait({getter, drain}, return_when=asyncio.FIRST_COMPLETED)
-                drain.cancel()
-                if getter not in done:
-                    getter.cancel()
-                    raise ApiError(
-                        grpc.StatusCode.UNAVAILABLE,
-                        "the server is shutting down; the task continues (or resumes when the "
-                        "server is back): reconnect to keep watching",
-                    )
-                update = getter.result()
+                update = await unless_draining(
+                    watch.next(interval), self.draining,
+                    "the server is shutting down; the task continues (or resumes when the "
+                    "server is back): reconnect to keep watching",
+                )  # fmt: skip
                 if update is None:
-                    yield tasks_pb2.WatchTaskResponse(
-                        heartbeat=common_pb2.Heartbeat(time=timestamp(datetime.now(UTC)))
-                    )
+                    yield tasks_pb2.WatchTaskResponse(heartbeat=heartbeat())
                 elif update.revision > last:  # older copies were published before our read
                     record, last = update, update.revision
                     yield tasks_pb2.WatchTaskResponse(task=task_to_proto(record))

@@ -18,7 +18,8 @@ from typing import Any
 import grpc
 
 from hpcgate.server import privsep
-from hpcgate.server.api.errors import ApiError, FieldViolations, from_privsep
+from hpcgate.server.api.callers import identity_of
+from hpcgate.server.api.errors import ApiError, FieldViolations
 from hpcgate.server.api.resources import lookup_system, unknown_system
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.config import Config, SystemConfig
@@ -68,11 +69,7 @@ class UtilitiesServicer(utilities_pb2_grpc.UtilitiesServiceServicer):
         return system
 
     async def _identity(self) -> privsep.UserIdentity:
-        caller = current_caller()
-        try:
-            return await self.users.identity(caller.user)
-        except privsep.PrivsepError as e:
-            raise from_privsep(e, f"cannot act as {caller.user!r}") from None
+        return await identity_of(self.users, current_caller().user)
 
     async def _access(self, system_id: str) -> FileAccess:
         system = self._system_config(system_id)

@@ -15,7 +15,8 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from hpcgate.server import privsep
-from hpcgate.server.api.errors import ApiError, FieldViolations, from_privsep
+from hpcgate.server.api.callers import identity_of
+from hpcgate.server.api.errors import ApiError, FieldViolations
 from hpcgate.server.api.resources import lookup_system, unknown_system
 from hpcgate.server.config import Config
 from hpcgate.server.files import paths
@@ -80,10 +81,7 @@ class Transfers:
         return LocalEndpoint(self.users, identity, system, self.config.files)
 
     async def _identity(self, user: str) -> privsep.UserIdentity:
-        try:
-            return await self.users.identity(user)
-        except privsep.PrivsepError as e:
-            raise from_privsep(e, f"cannot act as {user!r}") from None
+        return await identity_of(self.users, user)
 
     # -- StartTransfer ------------------------------------------------------------------
 
