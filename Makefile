@@ -57,6 +57,7 @@ lint: install
 	$(BIN)/ruff check client/hpcgate/client server tests bench scripts examples
 	$(BIN)/ruff format --check client/hpcgate/client server tests bench scripts examples
 	$(BIN)/mypy client/hpcgate/client server/hpcgate/server examples
+	$(BIN)/lint-imports
 
 cluster:
 	bash scripts/cluster.sh up

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from conftest import require
-from hpcgate.server.compute import inventory
+from hpcgate.server.api.convert import inventory
 from hpcgate.server.compute.jobs import JobReader
 from hpcgate.server.config import SlurmConfig, WatchConfig
 from hpcgate.server.events.hub import JobHub

@@ -14,16 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hpcgate.server.compute.convert import (
-    job_to_proto,
-    proto_state_to_slurm,
-    state_to_proto,
-)
-from hpcgate.server.compute.inventory import (
+from hpcgate.server.api.convert.inventory import (
     node_state,
     node_to_proto,
     partition_to_proto,
     reservation_to_proto,
+)
+from hpcgate.server.api.convert.jobs import (
+    job_to_proto,
+    proto_state_to_slurm,
+    state_to_proto,
 )
 from hpcgate.server.compute.jobs import JobReader
 from hpcgate.server.slurm import SlurmError, SlurmUnavailable

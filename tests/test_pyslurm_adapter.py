@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from hpcgate.server.compute.inventory import node_to_proto, partition_to_proto
+from hpcgate.server.api.convert.inventory import node_to_proto, partition_to_proto
 from hpcgate.server.config import ConfigError, SlurmConfig, SystemConfig
 from hpcgate.server.slurm import pyslurm_adapter as pa
 from hpcgate.server.slurm.adapter import SlurmError, SlurmUnavailable

@@ -15,7 +15,7 @@ from google.protobuf import duration_pb2
 
 from hpcgate.server.accounts import posix
 from hpcgate.server.accounts.projects import Membership, Project, Usage, list_projects
-from hpcgate.server.api.errors import ApiError, FieldViolations, not_found, unavailable
+from hpcgate.server.api.errors import DomainError, FieldViolations, not_found, unavailable
 from hpcgate.server.api.pagination import check_page_request, paginate
 from hpcgate.server.api.timeconv import timestamp
 from hpcgate.server.auth.caller import current_caller
@@ -91,7 +91,7 @@ def _group_to_proto(g: posix.PosixGroup, members: bool) -> account_pb2.Group:
     return account_pb2.Group(name=g.name, gid=g.gid, members=g.members if members else ())
 
 
-def _slurm_unavailable(e: SlurmUnavailable) -> ApiError:
+def _slurm_unavailable(e: SlurmUnavailable) -> DomainError:
     return unavailable(f"Slurm's accounting (slurmdbd) is not answering: {e}", RETRY_SECONDS)
 
 

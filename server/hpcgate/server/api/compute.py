@@ -20,9 +20,11 @@ from typing import Any, TypeVar
 import grpc
 
 from hpcgate.server import privsep
-from hpcgate.server.api.callers import identity_of
+from hpcgate.server.api.convert import inventory
+from hpcgate.server.api.convert.jobs import job_to_proto, state_to_proto
 from hpcgate.server.api.errors import (
     ApiError,
+    DomainError,
     FieldViolations,
     from_os_error,
     from_privsep,
@@ -36,8 +38,6 @@ from hpcgate.server.api.resources import lookup_system, unknown_system
 from hpcgate.server.api.streaming import heartbeat_interval
 from hpcgate.server.api.timeconv import read_timestamp
 from hpcgate.server.auth.caller import Caller, current_caller
-from hpcgate.server.compute import inventory
-from hpcgate.server.compute.convert import job_to_proto, state_to_proto
 from hpcgate.server.compute.idempotency import (
     JobRequests,
     RequestRecord,
@@ -52,6 +52,7 @@ from hpcgate.server.slurm import SlurmAdapter, SlurmError, SlurmUnavailable
 from hpcgate.server.slurm.adapter import JobRecord, PartitionInfo
 from hpcgate.server.state.store import StateStore
 from hpcgate.server.status.prober import Inventory, SystemProber
+from hpcgate.server.users import identity_of
 from hpcgate.v1 import compute_pb2, compute_pb2_grpc
 
 T = TypeVar("T")
@@ -109,7 +110,7 @@ def slurm_errors(what: str) -> Iterator[None]:
         raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"{what}: {e}") from None
 
 
-def _refusal(message: str) -> ApiError:
+def _refusal(message: str) -> DomainError:
     """The ApiError for sbatch's stderr when it refused a job (each line's `sbatch:
     error:` dropped, the lines joined with '; ')."""
     lines = (line.strip().removeprefix("sbatch: error: ").strip() for line in
@@ -225,7 +226,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         return compute_pb2.SubmitJobResponse(job=self._job_proto(system.id, hub.get(job_id) or job))
 
     @staticmethod
-    def _directory_error(e: OSError, path: str) -> ApiError:
+    def _directory_error(e: OSError, path: str) -> DomainError:
         """The working directory, opened as the caller when sbatch starts, was refused:
         NOT_FOUND when it does not exist, PERMISSION_DENIED when the caller cannot enter
         it. (Opening it is part of starting sbatch: no separate check, no extra trip.)"""

@@ -1,7 +1,7 @@
 """The server interceptor every RPC passes through.
 
 It runs the auth check (and makes the caller available to the handler), refuses a
-request that could not be decoded (decoding.py), turns `ApiError` into a rich status,
+request that could not be decoded (decoding.py), turns a `DomainError` into a rich status,
 turns any other exception into INTERNAL with a reference id (the traceback goes to the
 log, never to the client), and writes one structured log line per RPC: method, peer,
 status code, duration, and for authenticated RPCs the user and client id (the audit log).
@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from hpcgate.server.api.decoding import decoded, decoded_stream, tolerant
-from hpcgate.server.api.errors import ApiError
+from hpcgate.server.api.errors import DomainError, grpc_code, to_status
 from hpcgate.server.auth.caller import Caller, reset_caller, set_caller
 
 log = logging.getLogger("hpcgate.rpc")
-# Decides who the caller is (None for public RPCs); raises ApiError to refuse the call.
+# Decides who the caller is (None for public RPCs); raises a DomainError to refuse the call.
 Authenticate = Callable[[str, Any], Awaitable[Caller | None]]
 # The request (or request iterator) as the servicer gets it; refuses undecodable ones.
 Decode = Callable[[Any], Any]
@@ -47,9 +47,9 @@ class _CallRecord:
 
     async def fail(self, error: BaseException) -> None:
         """Abort the call for `error`; always raises."""
-        if isinstance(error, ApiError):
-            self.code = error.code
-            status = error.to_status()
+        if isinstance(error, DomainError):
+            self.code = grpc_code(error.code)
+            status = to_status(error)
             await self.context.abort(status.code, status.details, status.trailing_metadata)
         if isinstance(error, grpc.aio.AbortError):
             code = self.context.code()

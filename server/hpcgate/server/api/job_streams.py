@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 
 from hpcgate.server import privsep
+from hpcgate.server.api.convert.jobs import job_to_proto, state_to_proto
 from hpcgate.server.api.errors import ApiError, from_privsep
 from hpcgate.server.api.streaming import heartbeat as heartbeat_message
 from hpcgate.server.api.streaming import unless_draining
 from hpcgate.server.api.timeconv import timestamp
-from hpcgate.server.compute.convert import job_to_proto, state_to_proto
 from hpcgate.server.events.hub import (
     CREATED,
     STATE_CHANGED,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from hpcgate.server.api.errors import ApiError, FieldViolations, not_found
+from hpcgate.server.api.errors import DomainError, FieldViolations, not_found
 from hpcgate.server.config import Config, SystemConfig
 
 _SYSTEM_NAME = re.compile(r"^systems/([a-z][a-z0-9-]{0,62})$")
@@ -39,7 +39,7 @@ def system_id_from_filter(value: str, field: str, errors: FieldViolations) -> st
     return value
 
 
-def unknown_system(config: Config, system_id: str) -> ApiError:
+def unknown_system(config: Config, system_id: str) -> DomainError:
     """NOT_FOUND for a well-formed name of a system this server does not have."""
     known = ", ".join(f"systems/{s.id}" for s in config.systems)
     return not_found(f"no system 'systems/{system_id}' here; known systems: {known}")

@@ -13,7 +13,7 @@ import asyncio
 from typing import Any
 
 from hpcgate.server import privsep
-from hpcgate.server.api.callers import identity_of
+from hpcgate.server.api.convert.tasks import task_to_proto
 from hpcgate.server.api.errors import FieldViolations
 from hpcgate.server.api.pagination import check_page_request, paginate
 from hpcgate.server.api.resources import lookup_system
@@ -23,8 +23,8 @@ from hpcgate.server.config import Config, FilesystemConfig, SystemConfig
 from hpcgate.server.status import model
 from hpcgate.server.status.hub import StatusHub
 from hpcgate.server.storage.quota import Quota, QuotaReader, unknown
-from hpcgate.server.tasks.convert import task_to_proto
 from hpcgate.server.transfers.service import Transfers
+from hpcgate.server.users import identity_of
 from hpcgate.v1 import storage_pb2, storage_pb2_grpc
 
 _KIND = {

@@ -12,13 +12,13 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from hpcgate.server.api.errors import ApiError, FieldViolations, not_found
+from hpcgate.server.api.convert.tasks import KIND_FROM_PROTO, STATE_FROM_PROTO, task_to_proto
+from hpcgate.server.api.errors import DomainError, FieldViolations, not_found
 from hpcgate.server.api.pagination import check_page_request, next_page_token, page_window
 from hpcgate.server.api.streaming import heartbeat, heartbeat_interval, unless_draining
 from hpcgate.server.api.timeconv import read_timestamp
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.config import TasksConfig
-from hpcgate.server.tasks.convert import KIND_FROM_PROTO, STATE_FROM_PROTO, task_to_proto
 from hpcgate.server.tasks.model import TaskQuery, TaskRecord
 from hpcgate.server.tasks.runner import TaskRunner
 from hpcgate.v1 import tasks_pb2, tasks_pb2_grpc
@@ -35,7 +35,7 @@ def task_id_from_name(name: str, field: str, errors: FieldViolations) -> str:
     return match.group(1)
 
 
-def _missing(name: str) -> ApiError:
+def _missing(name: str) -> DomainError:
     return not_found(f"no task {name!r} (tasks are visible only to the user who started them)")
 
 

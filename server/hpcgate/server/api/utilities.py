@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from hpcgate.server import privsep
-from hpcgate.server.api.callers import identity_of
+from hpcgate.server.api.convert.files import file_entry
 from hpcgate.server.api.errors import ApiError, FieldViolations
 from hpcgate.server.api.resources import lookup_system, unknown_system
 from hpcgate.server.auth.caller import current_caller
@@ -27,10 +27,10 @@ from hpcgate.server.files import modes, paths, reading, uploads
 from hpcgate.server.files.access import FileAccess
 from hpcgate.server.files.commands import CommandRunner
 from hpcgate.server.files.descriptors import Descriptor
-from hpcgate.server.files.entries import file_entry
 from hpcgate.server.files.errors import file_error
 from hpcgate.server.files.paths import display
 from hpcgate.server.state.store import StateStore
+from hpcgate.server.users import identity_of
 from hpcgate.v1 import utilities_pb2, utilities_pb2_grpc
 
 _LIST_TOKEN = b"n:"

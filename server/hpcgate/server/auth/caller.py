@@ -10,9 +10,7 @@ import contextvars
 from dataclasses import dataclass
 from datetime import datetime
 
-import grpc
-
-from hpcgate.server.api.errors import ApiError
+from hpcgate.server.errors import Code, DomainError
 
 
 @dataclass(frozen=True)
@@ -34,7 +32,7 @@ def current_caller() -> Caller:
     """The caller of the RPC being served; UNAUTHENTICATED if the RPC had no token."""
     caller = _current.get()
     if caller is None:
-        raise ApiError(grpc.StatusCode.UNAUTHENTICATED, "this RPC needs an access token")
+        raise DomainError(Code.UNAUTHENTICATED, "this RPC needs an access token")
     return caller
 
 

@@ -10,13 +10,11 @@ import ipaddress
 from typing import Any
 from urllib.parse import unquote
 
-import grpc
-
-from hpcgate.server.api.errors import ApiError
 from hpcgate.server.auth.caller import Caller
 from hpcgate.server.auth.registry import address_in
 from hpcgate.server.auth.scopes import METHOD_SCOPES, PUBLIC_METHODS
 from hpcgate.server.auth.tokens import TokenService, unauthenticated
+from hpcgate.server.errors import Code, DomainError
 
 
 def peer_address(peer: str) -> str | None:
@@ -61,23 +59,23 @@ class Authenticator:
         verified = await self.tokens.verify(token)
         caller = verified.caller
         if not address_in(peer_address(context.peer()), verified.cidrs):
-            raise ApiError(
-                grpc.StatusCode.PERMISSION_DENIED,
+            raise DomainError(
+                Code.PERMISSION_DENIED,
                 "this token's client is not allowed to connect from your address",
             )
         if self.served_user is not None and caller.user != self.served_user:
-            raise ApiError(
-                grpc.StatusCode.PERMISSION_DENIED,
+            raise DomainError(
+                Code.PERMISSION_DENIED,
                 f"this server runs in single-user mode for {self.served_user!r} and serves "
                 f"no other user",
             )
         if method not in METHOD_SCOPES:
-            raise ApiError(grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to clients")
+            raise DomainError(Code.PERMISSION_DENIED, f"{method} is not open to clients")
         needed = METHOD_SCOPES[method]
         if needed is not None and needed not in caller.scopes:
             have = ", ".join(sorted(caller.scopes)) or "none"
-            raise ApiError(
-                grpc.StatusCode.PERMISSION_DENIED,
+            raise DomainError(
+                Code.PERMISSION_DENIED,
                 f"this RPC needs the '{needed}' scope; your token has: {have}",
             )
         return caller

@@ -17,15 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import grpc
 import jwt
 
-from hpcgate.server.api.errors import ApiError
 from hpcgate.server.auth.caller import Caller
 from hpcgate.server.auth.keys import ALGORITHM, ServerKeys
 from hpcgate.server.auth.registry import Client, ClientRegistry
 from hpcgate.server.auth.scopes import ALL_SCOPES
 from hpcgate.server.config import AuthConfig, ExternalIssuer
+from hpcgate.server.errors import Code, DomainError
 
 log = logging.getLogger(__name__)
 # Client id of tokens made by `hpcgate-server token` (not a registered client).
@@ -36,8 +35,8 @@ _REGISTRY_CACHE_SECONDS = 2.0
 VERIFIED_CACHE_SIZE = 10_000
 
 
-def unauthenticated(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.UNAUTHENTICATED, message)
+def unauthenticated(message: str) -> DomainError:
+    return DomainError(Code.UNAUTHENTICATED, message)
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class _Remembered:
     verified: VerifiedToken
 
 
-def _decode_error(e: jwt.InvalidTokenError) -> ApiError:
+def _decode_error(e: jwt.InvalidTokenError) -> DomainError:
     """Terse client-facing wording for pyjwt's failures."""
     if isinstance(e, jwt.ExpiredSignatureError):
         return unauthenticated("token expired")
@@ -310,8 +309,8 @@ class TokenService:
         if requested_scopes:
             if not requested_scopes <= client.scopes:
                 missing = sorted(requested_scopes - client.scopes)
-                raise ApiError(
-                    grpc.StatusCode.PERMISSION_DENIED,
+                raise DomainError(
+                    Code.PERMISSION_DENIED,
                     f"client {client_id} may not have scope(s) {', '.join(missing)}",
                 )
             scopes = requested_scopes

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from hpcgate.server.api.errors import FieldViolations
+from hpcgate.server.errors import FieldViolations
 from hpcgate.server.slurm import PartitionInfo
 from hpcgate.server.slurm.adapter import JobRecord
 from hpcgate.v1 import compute_pb2

@@ -3,7 +3,7 @@
 Every method runs in the caller's worker process (their uid, gid and groups), so the
 kernel makes each permission decision; `roots` (the system's allowed_roots expanded for
 the caller) are checked by the worker on resolved descriptors. Failures come back as
-ApiErrors with canonical codes (files/errors.py).
+DomainErrors with canonical codes (files/errors.py).
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
 from hpcgate.server import privsep
-from hpcgate.server.api.errors import ApiError
 from hpcgate.server.config import FilesConfig, SystemConfig
+from hpcgate.server.errors import Code, DomainError
 from hpcgate.server.files.errors import file_error
 
 
@@ -68,7 +66,7 @@ class FileAccess:
         what: str,
         *,
         idempotent: bool = True,
-        overrides: Mapping[int, grpc.StatusCode] | None = None,
+        overrides: Mapping[int, Code] | None = None,
         long: bool = False,
     ) -> tuple[dict[str, Any], list[int]]:
         try:
@@ -160,7 +158,7 @@ class FileAccess:
         if len(fds) != 1:
             for fd in fds:
                 _close(fd)
-            raise ApiError(grpc.StatusCode.INTERNAL, f"{what}: the worker sent no descriptor")
+            raise DomainError(Code.INTERNAL, f"{what}: the worker sent no descriptor")
         return fds[0]
 
     async def upload_begin(self, path: str, *, overwrite: bool, mode: int | None) -> Upload:
@@ -169,7 +167,7 @@ class FileAccess:
         if len(fds) != 1:
             for fd in fds:
                 _close(fd)
-            raise ApiError(grpc.StatusCode.INTERNAL, f"uploading {path}: no descriptor")
+            raise DomainError(Code.INTERNAL, f"uploading {path}: no descriptor")
         return Upload(path, str(result["temp"]), int(result["mode"]), fds[0])
 
     async def upload_commit(
@@ -195,7 +193,7 @@ class FileAccess:
 
 
 # rename(2)'s EINVAL means "a directory into itself"; EISDIR/ENOTDIR a type clash.
-_MOVE_CODES = {errno.EINVAL: grpc.StatusCode.FAILED_PRECONDITION}
+_MOVE_CODES = {errno.EINVAL: Code.FAILED_PRECONDITION}
 
 
 def _close(fd: int) -> None:

@@ -57,12 +57,10 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 
-import grpc
-
 from hpcgate.server import privsep
-from hpcgate.server.api.errors import ApiError, FieldViolations, from_os_error, from_privsep
 from hpcgate.server.api.timeconv import read_duration
 from hpcgate.server.config import CommandsConfig
+from hpcgate.server.errors import Code, DomainError, FieldViolations, from_os_error, from_privsep
 from hpcgate.v1 import utilities_pb2
 
 log = logging.getLogger(__name__)
@@ -458,20 +456,20 @@ class CommandRunner:
     ) -> AsyncIterator[utilities_pb2.RunCommandResponse]:
         """Output chunks as they are produced, then one result (see the module doc).
 
-        Raises ApiError before the first message for a refused request; the `system`
+        Raises DomainError before the first message for a refused request; the `system`
         field is the servicer's to check. Consume it from one task (as gRPC does): the end
         of that task also ends the command.
         """
         if not self.config.enabled:
-            raise ApiError(
-                grpc.StatusCode.PERMISSION_DENIED,
+            raise DomainError(
+                Code.PERMISSION_DENIED,
                 "running commands is disabled on this server (commands.enabled = false)",
             )
         spec = validate(request, self.config)
         name = identity.name
         if self._running[name] >= self.config.max_per_user:
-            raise ApiError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise DomainError(
+                Code.RESOURCE_EXHAUSTED,
                 f"{name} already runs {self._running[name]} commands, the most allowed at "
                 "once (commands.max_per_user); retry when one has finished",
             )
@@ -557,17 +555,15 @@ async def _check_directory(worker: privsep.UserWorker, path: str) -> None:
     try:
         os.close(await worker.directory(path))
     except FileNotFoundError as exc:
-        raise ApiError(
-            grpc.StatusCode.NOT_FOUND, f"working directory {path} does not exist"
-        ) from exc
+        raise DomainError(Code.NOT_FOUND, f"working directory {path} does not exist") from exc
     except NotADirectoryError as exc:
-        raise ApiError(
-            grpc.StatusCode.FAILED_PRECONDITION,
+        raise DomainError(
+            Code.FAILED_PRECONDITION,
             f"working directory {path} is not a directory",
         ) from exc
     except PermissionError as exc:
-        raise ApiError(
-            grpc.StatusCode.PERMISSION_DENIED,
+        raise DomainError(
+            Code.PERMISSION_DENIED,
             f"working directory {path}: permission denied (the caller cannot enter it)",
         ) from exc
     except OSError as exc:
@@ -600,24 +596,22 @@ async def _check_executable(
             return
         refused = refused or candidate
     if refused is not None:
-        raise ApiError(
-            grpc.StatusCode.PERMISSION_DENIED,
+        raise DomainError(
+            Code.PERMISSION_DENIED,
             f"{refused} is not executable by {identity.name}",
         )
     where = "" if "/" in program else f" in PATH ({path})"
-    raise ApiError(grpc.StatusCode.NOT_FOUND, f"executable {program!r} not found{where}")
+    raise DomainError(Code.NOT_FOUND, f"executable {program!r} not found{where}")
 
 
-def _spawn_error(error: OSError, program: str, cwd: str | None) -> ApiError:
+def _spawn_error(error: OSError, program: str, cwd: str | None) -> DomainError:
     """The status for a failed spawn (single-user mode execs without setpriv, so exec's
     own errors arrive here; in both modes the working directory is opened again)."""
     filename = str(error.filename or "")
     about_cwd = filename.startswith("/proc/") or (cwd is not None and filename == cwd)
     what = f"working directory {cwd or '(home)'}" if about_cwd else f"executable {program!r}"
     if error.errno == errno.E2BIG:
-        return ApiError(
-            grpc.StatusCode.INVALID_ARGUMENT, "argv and environment are too large to exec"
-        )
+        return DomainError(Code.INVALID_ARGUMENT, "argv and environment are too large to exec")
     if isinstance(error, FileNotFoundError):
-        return ApiError(grpc.StatusCode.NOT_FOUND, f"{what} not found")
+        return DomainError(Code.NOT_FOUND, f"{what} not found")
     return from_os_error(error, what)

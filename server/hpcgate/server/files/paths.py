@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from hpcgate.server.api.errors import FieldViolations
+from hpcgate.server.errors import FieldViolations
 
 PATH_MAX = 4096  # bytes, including the terminating NUL in the kernel's count
 NAME_MAX = 255  # bytes per component

@@ -15,10 +15,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from hpcgate.server.api.errors import ApiError, invalid_argument
+from hpcgate.server.errors import Code, DomainError, invalid_argument
 from hpcgate.server.files.descriptors import Descriptor, read_exactly
 from hpcgate.v1 import utilities_pb2
 
@@ -47,9 +46,9 @@ def _changed(before: os.stat_result, after: os.stat_result) -> bool:
     return (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
 
 
-def _aborted(path: str) -> ApiError:
-    return ApiError(
-        grpc.StatusCode.ABORTED,
+def _aborted(path: str) -> DomainError:
+    return DomainError(
+        Code.ABORTED,
         f"{path} changed (size or modification time) while it was being read; download it "
         "again, or from offset 0 if you resumed",
     )
@@ -120,8 +119,8 @@ async def checksum(fd: Descriptor, algorithm: int, time_limit: float, path: str)
         try:
             await asyncio.wait_for(asyncio.shield(work), time_limit)
         except TimeoutError:
-            raise ApiError(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
+            raise DomainError(
+                Code.DEADLINE_EXCEEDED,
                 f"hashing {path} ({size} bytes) took longer than {time_limit:g} s; download it "
                 "instead: the Download trailer carries its SHA-256",
             ) from None

@@ -17,10 +17,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import grpc
-
-from hpcgate.server.api.errors import ApiError, FieldViolations, invalid_argument
 from hpcgate.server.api.timeconv import read_timestamp
+from hpcgate.server.errors import Code, DomainError, FieldViolations, invalid_argument
 from hpcgate.server.files.access import FileAccess, Upload
 from hpcgate.server.files.descriptors import Descriptor, write_all
 from hpcgate.server.files.errors import file_error
@@ -100,8 +98,8 @@ async def _fill(
         data = message.chunk.data
         size += len(data)
         if size > limit:
-            raise ApiError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise DomainError(
+                Code.RESOURCE_EXHAUSTED,
                 f"the upload exceeds the server's limit of {limit} bytes; use a transfer "
                 "(StorageService.StartTransfer) or split the file",
             )

@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from hpcgate.server import privsep
-from hpcgate.server.api.errors import ApiError
 from hpcgate.server.config import FilesConfig, SystemConfig
+from hpcgate.server.errors import DomainError
 from hpcgate.server.files.access import FileAccess
 from hpcgate.server.files.descriptors import Descriptor, read_exactly, write_all
 from hpcgate.server.files.reading import HASH_BLOCK
@@ -32,11 +32,11 @@ WALK_PAGE = 5000
 
 @contextlib.contextmanager
 def task_errors() -> Iterator[None]:
-    """ApiErrors of file access (already canonical, with messages) as TaskFailed."""
+    """DomainErrors of file access (already canonical, with messages) as TaskFailed."""
     try:
         yield
-    except ApiError as e:
-        raise TaskFailed(e.code.value[0], e.message) from None
+    except DomainError as e:
+        raise TaskFailed(int(e.code), e.message) from None
 
 
 def _item(rel: str, data: dict[str, Any]) -> Item:
@@ -66,10 +66,10 @@ class LocalEndpoint:
     async def describe(self, path: str) -> Item | None:
         try:
             entry = await self.files.entry(path, follow=True, what=f"reading {path}")
-        except ApiError as e:
+        except DomainError as e:
             if e.code.name == "NOT_FOUND":
                 return None
-            raise TaskFailed(e.code.value[0], e.message, path) from None
+            raise TaskFailed(int(e.code), e.message, path) from None
         mode = int(entry["stat"]["mode"])
         if mode & 0o170000 not in (0o040000, 0o100000):
             raise TaskFailed(9, f"{path} is neither a regular file nor a directory", path)
@@ -203,12 +203,12 @@ class LocalEndpoint:
         try:
             await self.files.mkdir(path, parents=False, mode=0o755 if mode is None else mode)
             return True
-        except ApiError as e:
+        except DomainError as e:
             if e.code.name == "ALREADY_EXISTS":
                 existing = await self.describe(path)
                 if existing is not None and existing.kind == "dir":
                     return False
-            raise TaskFailed(e.code.value[0], e.message, path) from None
+            raise TaskFailed(int(e.code), e.message, path) from None
 
     async def make_symlink(self, target: str, path: str) -> None:
         with task_errors():
@@ -228,10 +228,10 @@ class LocalEndpoint:
         try:
             await self.files.remove(path, recursive=False, allow_missing=True)
             return True
-        except ApiError as e:
+        except DomainError as e:
             if directory and e.code.name == "FAILED_PRECONDITION":
                 return False  # not empty: something appeared that was not transferred
-            raise TaskFailed(e.code.value[0], e.message, path) from None
+            raise TaskFailed(int(e.code), e.message, path) from None
 
     async def rename(self, source: str, destination: str) -> bool:
         """rename(2) without copying; False when the two are on different filesystems."""
@@ -243,10 +243,10 @@ class LocalEndpoint:
                 idempotent=False,
             )
             return True
-        except ApiError as e:
+        except DomainError as e:
             if "cross-device" in e.message.lower():
                 return False
-            raise TaskFailed(e.code.value[0], e.message, source) from None
+            raise TaskFailed(int(e.code), e.message, source) from None
 
     async def flush(self) -> None:
         """syncfs of the filesystem written to since the last flush (one call for all the

@@ -11,14 +11,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import grpc
 from google.protobuf.json_format import MessageToDict
 
 from hpcgate.server import privsep
-from hpcgate.server.api.callers import identity_of
-from hpcgate.server.api.errors import ApiError, FieldViolations
 from hpcgate.server.api.resources import lookup_system, unknown_system
 from hpcgate.server.config import Config
+from hpcgate.server.errors import Code, DomainError, FieldViolations
 from hpcgate.server.files import paths
 from hpcgate.server.tasks.model import (
     RequestIdConflict,
@@ -30,6 +28,7 @@ from hpcgate.server.tasks.runner import TaskContext, TaskRunner
 from hpcgate.server.transfers.endpoint import Endpoint
 from hpcgate.server.transfers.engine import Spec, run_transfer
 from hpcgate.server.transfers.local import LocalEndpoint
+from hpcgate.server.users import identity_of
 from hpcgate.v1 import storage_pb2, tasks_pb2
 
 KIND = "transfer"
@@ -55,14 +54,14 @@ class Transfers:
     def _peer(self, facility: str, user: str) -> Any:
         peer = self.config.peer(facility)
         if peer is None:
-            raise ApiError(
-                grpc.StatusCode.PERMISSION_DENIED,
+            raise DomainError(
+                Code.PERMISSION_DENIED,
                 f"facility {facility!r} is not a peer configured on this server; known: "
                 + (", ".join(p.id for p in self.config.peers) or "none"),
             )
         if "*" not in peer.allowed_users and user not in peer.allowed_users:
-            raise ApiError(
-                grpc.StatusCode.PERMISSION_DENIED,
+            raise DomainError(
+                Code.PERMISSION_DENIED,
                 f"{user} may not transfer to or from facility {peer.id} (see the peer's "
                 "allowed_users in the server configuration)",
             )
@@ -148,7 +147,7 @@ class Transfers:
             try:
                 await self._precheck(request, source, dest)
             except TaskFailed as failure:
-                raise ApiError(_status(failure.error.code), failure.error.message) from None
+                raise DomainError(_status(failure.error.code), failure.error.message) from None
             finally:
                 await source.close()
                 await dest.close()
@@ -161,14 +160,14 @@ class Transfers:
                 request_id=request.request_id,
             )
         except RequestIdConflict:
-            raise ApiError(
-                grpc.StatusCode.ALREADY_EXISTS,
+            raise DomainError(
+                Code.ALREADY_EXISTS,
                 f"request_id {request.request_id!r} was used for a different transfer in the "
                 "last 24 hours; use a new request_id",
             ) from None
         except TooManyTasks as e:
-            raise ApiError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise DomainError(
+                Code.RESOURCE_EXHAUSTED,
                 f"{e} (at most {self.runner.settings.max_unfinished_per_user}); retry when one "
                 "has ended, or cancel one (TasksService.ListTasks, CancelTask)",
             ) from None
@@ -181,32 +180,32 @@ class Transfers:
         src, dst = request.source.path, request.destination.path
         root = await source.describe(src)
         if root is None:
-            raise ApiError(grpc.StatusCode.NOT_FOUND, f"{source.label}:{src} does not exist")
+            raise DomainError(Code.NOT_FOUND, f"{source.label}:{src} does not exist")
         if isinstance(source, LocalEndpoint):
             await source.check_readable(src, root.kind)
         if root.kind == "dir" and not request.recursive:
-            raise ApiError(
-                grpc.StatusCode.FAILED_PRECONDITION,
+            raise DomainError(
+                Code.FAILED_PRECONDITION,
                 f"{src} is a directory; set recursive to transfer a tree",
             )
         parent = dst.rpartition("/")[0] or "/"
         there = await dest.describe(parent)
         if there is None or there.kind != "dir":
-            raise ApiError(
-                grpc.StatusCode.NOT_FOUND,
+            raise DomainError(
+                Code.NOT_FOUND,
                 f"{dest.label}:{parent}, the destination's directory, does not "
                 "exist (create it first)",
             )
         existing = await dest.describe(dst)
         sync = request.kind == tasks_pb2.TRANSFER_KIND_SYNC
         if existing is not None and not (sync or request.overwrite):
-            raise ApiError(
-                grpc.StatusCode.ALREADY_EXISTS,
+            raise DomainError(
+                Code.ALREADY_EXISTS,
                 f"{dest.label}:{dst} exists; set overwrite (or use SYNC)",
             )
         if existing is not None and existing.kind != root.kind:
-            raise ApiError(
-                grpc.StatusCode.FAILED_PRECONDITION,
+            raise DomainError(
+                Code.FAILED_PRECONDITION,
                 f"{dst} is a {existing.kind} and the source a {root.kind}",
             )
 
@@ -221,8 +220,8 @@ class Transfers:
             identity = await self._identity(ctx.task.user)
             source = self._endpoint(source_end, ctx.task.user, identity)
             dest = self._endpoint(dest_end, ctx.task.user, identity)
-        except ApiError as e:
-            raise TaskFailed(e.code.value[0], e.message) from None
+        except DomainError as e:
+            raise TaskFailed(int(e.code), e.message) from None
         try:
             if spec.kind == "MOVE" and not ctx.resumed and await _renamed(spec, source, dest):
                 return {"files_transferred": 1}
@@ -255,6 +254,6 @@ def _where(end: tasks_pb2.TransferEndpoint) -> str:
     return f"{end.facility or end.system}:{end.path}"
 
 
-def _status(code: int) -> grpc.StatusCode:
-    """The grpc.StatusCode of a google.rpc.Code number."""
-    return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.INTERNAL)
+def _status(code: int) -> Code:
+    """The Code of a google.rpc.Code number."""
+    return next((c for c in Code if c == code), Code.INTERNAL)

@@ -1,9 +1,9 @@
-"""The POSIX identity that work on behalf of a caller runs as, looked up in one place."""
+"""The POSIX identity that work on behalf of a user runs as, looked up in one place."""
 
 from __future__ import annotations
 
 from hpcgate.server import privsep
-from hpcgate.server.api.errors import from_privsep
+from hpcgate.server.errors import from_privsep
 
 
 async def identity_of(users: privsep.PrivilegeSeparation, user: str) -> privsep.UserIdentity:
