@@ -24,9 +24,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from conftest import GatewayFactory, bearer, fast_config
+from hpcgate.server.api.command_request import command_spec
 from hpcgate.server.app import Gateway
 from hpcgate.server.config import CommandsConfig
-from hpcgate.server.files.commands import CommandRunner
+from hpcgate.server.files.commands import CommandOutput, CommandResult, CommandRunner
 from hpcgate.server.privsep import PrivilegeSeparation
 from hpcgate.v1 import utilities_pb2, utilities_pb2_grpc
 
@@ -442,15 +443,15 @@ async def test_client_deadline_kills_the_command(stub, gateway) -> None:
 async def _first_output(runner: CommandRunner, user, script: str):  # type: ignore[no-untyped-def]
     """Starts `script`, consumes it in a task; returns (task, pgid printed by the script)."""
     first: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    results: list[U.RunCommandResult] = []
+    results: list[CommandResult] = []
 
-    async def consume() -> list[U.RunCommandResult]:
+    async def consume() -> list[CommandResult]:
         request = U.RunCommandRequest(system="local", argv=["sh", "-c", script])
-        async for message in runner.stream(user, request):
-            if message.HasField("stdout") and not first.done():
-                first.set_result(int(message.stdout.split()[0]))
-            if message.HasField("result"):
-                results.append(message.result)
+        async for item in runner.stream(user, command_spec(request, runner.config)):
+            if isinstance(item, CommandOutput) and not first.done():
+                first.set_result(int(item.data.split()[0]))
+            if isinstance(item, CommandResult):
+                results.append(item)
         return results
 
     task = asyncio.create_task(consume())

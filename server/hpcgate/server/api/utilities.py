@@ -18,7 +18,8 @@ from typing import Any
 import grpc
 
 from hpcgate.server import privsep
-from hpcgate.server.api.convert.files import file_entry
+from hpcgate.server.api.command_request import command_spec
+from hpcgate.server.api.convert.files import command_message, file_entry
 from hpcgate.server.api.errors import ApiError, FieldViolations
 from hpcgate.server.api.resources import lookup_system, unknown_system
 from hpcgate.server.auth.caller import current_caller
@@ -405,5 +406,7 @@ class UtilitiesServicer(utilities_pb2_grpc.UtilitiesServiceServicer):
         errors.raise_if_any()
         self._system_config(system)
         identity = await self._identity()
-        async for message in self.commands.stream(identity, request):
-            yield message
+        self.commands.ensure_enabled()
+        spec = command_spec(request, self.config.commands)
+        async for item in self.commands.stream(identity, spec):
+            yield command_message(item)

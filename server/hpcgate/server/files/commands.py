@@ -50,7 +50,6 @@ import errno
 import logging
 import os
 import posixpath
-import re
 import signal
 import stat
 import time
@@ -58,17 +57,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from hpcgate.server import privsep
-from hpcgate.server.api.timeconv import read_duration
 from hpcgate.server.config import CommandsConfig
-from hpcgate.server.errors import Code, DomainError, FieldViolations, from_os_error, from_privsep
-from hpcgate.v1 import utilities_pb2
+from hpcgate.server.errors import Code, DomainError, from_os_error, from_privsep
 
 log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
-MAX_STDIN = 1024 * 1024
-MAX_PATH = 4096
-SHELL = "/bin/sh"
 # Chunks waiting for the client, both streams together: the memory bound per command.
 QUEUED_CHUNKS = 2
 # How long a SIGKILLed command may take to be reaped before we stop waiting (a process
@@ -76,14 +70,11 @@ QUEUED_CHUNKS = 2
 REAP_TIMEOUT = 10.0
 # How long a forced close still forwards output already written to a live consumer.
 DRAIN_TIMEOUT = 2.0
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_IDENTITY_VARIABLES = frozenset({"USER", "LOGNAME"})
-Message = utilities_pb2.RunCommandResponse
 
 
 @dataclass(frozen=True)
 class CommandSpec:
-    """A validated RunCommandRequest."""
+    """A command to run, as the edge validated it (api/command_request.py)."""
 
     argv: tuple[str, ...]
     cwd: str | None  # None: the caller's home
@@ -93,85 +84,23 @@ class CommandSpec:
     stdin: bytes
 
 
-def _refused_variable(key: str) -> str | None:
-    if key in _IDENTITY_VARIABLES:
-        return "is the caller's identity and cannot be set"
-    if privsep.is_loader_variable(key):
-        return "is refused: it changes how programs are loaded"
-    return None
+@dataclass(frozen=True)
+class CommandOutput:
+    """A chunk of the command's output, as it arrived: `stream` is "stdout" or "stderr"."""
+
+    stream: str
+    data: bytes
 
 
-def validate(request: utilities_pb2.RunCommandRequest, config: CommandsConfig) -> CommandSpec:
-    """Checks every field but `system`; raises one INVALID_ARGUMENT naming each bad field."""
-    bad = FieldViolations()
-    argv = list(request.argv)
-    if argv and request.command:
-        bad.add("command", "give either argv or command (with use_shell), not both")
-    elif not argv and not request.command:
-        bad.add("argv", "give argv (run without a shell), or command with use_shell")
-    if request.command and not request.use_shell:
-        bad.add("use_shell", "must be true when command is given (it runs /bin/sh -c command)")
-    if argv and request.use_shell:
-        bad.add("use_shell", "applies to command only; argv is always run without a shell")
-    if argv and not argv[0]:
-        bad.add("argv[0]", "must not be empty")
-    for index, arg in enumerate(argv):
-        if "\0" in arg:
-            bad.add(f"argv[{index}]", "must not contain NUL bytes")
-    if "\0" in request.command:
-        bad.add("command", "must not contain NUL bytes")
+@dataclass(frozen=True)
+class CommandResult:
+    """How the command ended (`signal` 0 unless a signal killed it)."""
 
-    cwd = request.working_directory
-    if cwd:
-        if "\0" in cwd:
-            bad.add("working_directory", "must not contain NUL bytes")
-        elif not cwd.startswith("/"):
-            bad.add("working_directory", f"{cwd!r} is not an absolute path")
-        elif ".." in cwd.split("/"):
-            bad.add("working_directory", "must not contain '..' components")
-        elif len(cwd.encode()) > MAX_PATH:
-            bad.add("working_directory", f"is longer than {MAX_PATH} bytes")
-
-    for key, value in request.environment.items():
-        if not _NAME.fullmatch(key):
-            bad.add("environment", f"{key!r} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)")
-            continue
-        if (why := _refused_variable(key)) is not None:
-            bad.add(f"environment.{key}", why)
-        if "\0" in value:
-            bad.add(f"environment.{key}", "the value must not contain NUL bytes")
-
-    timeout = config.default_timeout
-    if read_duration(request, "timeout", bad) is not None:  # None: unset or out of range
-        nanoseconds = request.timeout.ToNanoseconds()  # not the timedelta's microseconds
-        if nanoseconds < 0:
-            bad.add("timeout", "must be a non-negative duration")
-        elif nanoseconds:  # an explicit zero means the default, like an unset one
-            timeout = nanoseconds / 1e9
-            if timeout > config.max_timeout:
-                bad.add(
-                    "timeout",
-                    f"must be at most {config.max_timeout:g} s (the server's maximum)",
-                )
-
-    max_output = request.max_output_bytes or config.default_output_bytes
-    if max_output > config.max_output_bytes:
-        bad.add(
-            "max_output_bytes",
-            f"must be at most {config.max_output_bytes} bytes (the server's maximum)",
-        )
-    if len(request.stdin) > MAX_STDIN:
-        bad.add("stdin", f"must be at most {MAX_STDIN} bytes (1 MiB)")
-    bad.raise_if_any()
-
-    return CommandSpec(
-        argv=tuple(argv) if argv else (SHELL, "-c", request.command),
-        cwd=cwd or None,
-        env=dict(request.environment),
-        timeout=timeout,
-        max_output=max_output,
-        stdin=bytes(request.stdin),
-    )
+    exit_code: int
+    signal: int
+    timed_out: bool
+    output_truncated: bool
+    duration: float  # seconds
 
 
 def _may_execute(st: privsep.FileStat, identity: privsep.UserIdentity) -> bool:
@@ -361,7 +290,7 @@ class _Execution:
             else:
                 open_streams -= 1
 
-    async def finish(self) -> utilities_pb2.RunCommandResult:
+    async def finish(self) -> CommandResult:
         """Waits for the leader, kills leftovers in its group, and describes the end."""
         assert self.proc is not None and self.watchdog is not None
         code = await self.proc.wait()
@@ -370,14 +299,13 @@ class _Execution:
         await asyncio.wait([self.watchdog])  # unlike `await`, keeps our own cancellation
         await self._signal(signal.SIGKILL)  # background processes it left behind
         self.finished = True
-        result = utilities_pb2.RunCommandResult(
+        return CommandResult(
             exit_code=max(code, 0),
             signal=-code if code < 0 else 0,
             timed_out=self.timed_out,
             output_truncated=self.truncated,
+            duration=duration,
         )
-        result.duration.FromNanoseconds(int(duration * 1e9))
-        return result
 
     def close_soon(self, *, drain: bool = False) -> asyncio.Task[None]:
         """`close()` in a task of its own, started once (callable from a done callback)."""
@@ -451,21 +379,23 @@ class CommandRunner:
         """How many commands `user` runs through this runner now."""
         return self._running[user]
 
-    async def stream(
-        self, identity: privsep.UserIdentity, request: utilities_pb2.RunCommandRequest
-    ) -> AsyncIterator[utilities_pb2.RunCommandResponse]:
-        """Output chunks as they are produced, then one result (see the module doc).
-
-        Raises DomainError before the first message for a refused request; the `system`
-        field is the servicer's to check. Consume it from one task (as gRPC does): the end
-        of that task also ends the command.
-        """
+    def ensure_enabled(self) -> None:
+        """PERMISSION_DENIED when this server does not run commands."""
         if not self.config.enabled:
             raise DomainError(
                 Code.PERMISSION_DENIED,
                 "running commands is disabled on this server (commands.enabled = false)",
             )
-        spec = validate(request, self.config)
+
+    async def stream(
+        self, identity: privsep.UserIdentity, spec: CommandSpec
+    ) -> AsyncIterator[CommandOutput | CommandResult]:
+        """Output chunks as they are produced, then one result (see the module doc).
+
+        Raises DomainError before the first item for a refused command. Consume it from
+        one task (as gRPC does): the end of that task also ends the command.
+        """
+        self.ensure_enabled()
         name = identity.name
         if self._running[name] >= self.config.max_per_user:
             raise DomainError(
@@ -493,9 +423,8 @@ class CommandRunner:
         try:
             async with contextlib.aclosing(run.output()) as chunks:
                 async for kind, data in chunks:
-                    yield Message(stdout=data) if kind == "stdout" else Message(stderr=data)
-            result = await run.finish()
-            yield Message(result=result)
+                    yield CommandOutput(kind, data)
+            yield await run.finish()
         finally:
             if task is not None:
                 task.remove_done_callback(abandoned)

@@ -7,6 +7,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from hpcgate.server.files.commands import CommandOutput, CommandResult
 from hpcgate.server.files.paths import display, raw_bytes
 from hpcgate.v1 import utilities_pb2
 
@@ -54,3 +55,17 @@ def file_entry(described: dict[str, Any]) -> utilities_pb2.FileEntry:
     if (raw := raw_bytes(path)) is not None:
         entry.path_bytes = raw
     return entry
+
+
+def command_message(item: CommandOutput | CommandResult) -> utilities_pb2.RunCommandResponse:
+    """One RunCommand stream message: a chunk of output, or the result."""
+    if isinstance(item, CommandOutput):
+        if item.stream == "stdout":
+            return utilities_pb2.RunCommandResponse(stdout=item.data)
+        return utilities_pb2.RunCommandResponse(stderr=item.data)
+    result = utilities_pb2.RunCommandResult(
+        exit_code=item.exit_code, signal=item.signal, timed_out=item.timed_out,
+        output_truncated=item.output_truncated,
+    )  # fmt: skip
+    result.duration.FromNanoseconds(int(item.duration * 1e9))
+    return utilities_pb2.RunCommandResponse(result=result)
