@@ -19,9 +19,16 @@ import grpc
 
 from hpcgate.server import privsep
 from hpcgate.server.api.command_request import command_spec
-from hpcgate.server.api.convert.files import command_message, file_entry
+from hpcgate.server.api.convert.files import (
+    CHECKSUM_ALGORITHMS,
+    command_message,
+    download_message,
+    file_entry,
+    upload_response,
+)
 from hpcgate.server.api.errors import ApiError, FieldViolations
 from hpcgate.server.api.resources import lookup_system, unknown_system
+from hpcgate.server.api.upload_request import chunk_data, fingerprint, upload_target
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.config import Config, SystemConfig
 from hpcgate.server.files import modes, paths, reading, uploads
@@ -273,14 +280,15 @@ class UtilitiesServicer(utilities_pb2_grpc.UtilitiesServiceServicer):
         system = self._system(request.system, errors)
         path = paths.checked(errors, "path", request.path)
         algorithm = request.algorithm or utilities_pb2.CHECKSUM_ALGORITHM_SHA256
-        if algorithm not in reading.ALGORITHMS:
+        if algorithm not in CHECKSUM_ALGORITHMS:
             errors.add("algorithm", "unknown algorithm; offered: SHA256, SHA512, MD5, BLAKE2B")
         errors.raise_if_any()
         files = await self._access(system)
         fd = await files.open_file(path, f"hashing {display(path)}")
         digest, size = await reading.checksum(
-            Descriptor(fd), algorithm, self.limits.operation_timeout, display(path)
-        )
+            Descriptor(fd), CHECKSUM_ALGORITHMS[algorithm], self.limits.operation_timeout,
+            display(path),
+        )  # fmt: skip
         return utilities_pb2.ChecksumResponse(algorithm=algorithm, hex_digest=digest, size=size)
 
     async def View(
@@ -342,10 +350,10 @@ class UtilitiesServicer(utilities_pb2_grpc.UtilitiesServiceServicer):
         files = await self._access(system)
         fd = await files.open_file(path, f"downloading {display(path)}")
         chunk_size = request.chunk_size or self.limits.download_chunk_size
-        async for message in reading.download(
+        async for item in reading.download(
             Descriptor(fd), display(path), request.offset, chunk_size
         ):
-            yield message
+            yield download_message(item)
 
     async def Upload(
         self,
@@ -368,7 +376,7 @@ class UtilitiesServicer(utilities_pb2_grpc.UtilitiesServiceServicer):
         path = paths.checked(errors, "header.path", header.path)
         if path == "/":
             errors.add("header.path", "must name a file, not '/'")
-        uploads.check_header(header, errors)
+        target = upload_target(header, path, errors)
         errors.raise_if_any()
         if header.HasField("expected_size") and header.expected_size > self.limits.upload_max_bytes:
             raise ApiError(
@@ -379,7 +387,7 @@ class UtilitiesServicer(utilities_pb2_grpc.UtilitiesServiceServicer):
         files = await self._access(system)
         user = files.identity.name
         if header.request_id:
-            request_hash = uploads.fingerprint(header, system)
+            request_hash = fingerprint(header, system)
             found = await asyncio.to_thread(self.uploads.find, user, system, header.request_id)
             if found is not None:
                 if found[0] != request_hash:
@@ -388,13 +396,15 @@ class UtilitiesServicer(utilities_pb2_grpc.UtilitiesServiceServicer):
                         f"request_id {header.request_id!r} was used for a different upload in "
                         "the last 24 hours; use a new request_id",
                     )
-                return found[1]
-        response = await uploads.receive(files, header, path, stream, self.limits.upload_max_bytes)
+                return upload_response(found[1])
+        uploaded = await uploads.receive(
+            files, target, chunk_data(stream), self.limits.upload_max_bytes
+        )
         if header.request_id:
             await asyncio.to_thread(
-                self.uploads.record, user, system, header.request_id, request_hash, response
+                self.uploads.record, user, system, header.request_id, request_hash, uploaded
             )
-        return response
+        return upload_response(uploaded)
 
     # -- commands -----------------------------------------------------------------------
 

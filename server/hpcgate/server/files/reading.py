@@ -15,19 +15,39 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from hpcgate.server.errors import Code, DomainError, invalid_argument
 from hpcgate.server.files.descriptors import Descriptor, read_exactly
-from hpcgate.v1 import utilities_pb2
 
 HASH_BLOCK = 4 * 1024 * 1024
-ALGORITHMS: dict[int, tuple[str, Callable[[], Any]]] = {
-    utilities_pb2.CHECKSUM_ALGORITHM_SHA256: ("sha256", hashlib.sha256),
-    utilities_pb2.CHECKSUM_ALGORITHM_SHA512: ("sha512", hashlib.sha512),
-    utilities_pb2.CHECKSUM_ALGORITHM_MD5: ("md5", lambda: hashlib.md5(usedforsecurity=False)),
-    utilities_pb2.CHECKSUM_ALGORITHM_BLAKE2B: ("blake2b", lambda: hashlib.blake2b()),
+ALGORITHMS: dict[str, Callable[[], Any]] = {
+    "sha256": hashlib.sha256,
+    "sha512": hashlib.sha512,
+    "md5": lambda: hashlib.md5(usedforsecurity=False),
+    "blake2b": lambda: hashlib.blake2b(),
 }
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    """What a download starts with: the file as it was opened."""
+
+    size: int
+    mode: int  # permission bits
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Trailer:
+    """What a download ends with: the SHA-256 of the whole file."""
+
+    sha256: str
+    total_bytes: int
 
 
 def _hash_range(
@@ -56,7 +76,7 @@ def _aborted(path: str) -> DomainError:
 
 async def download(
     fd: Descriptor, path: str, offset: int, chunk_size: int
-) -> AsyncIterator[utilities_pb2.DownloadResponse]:
+) -> AsyncIterator[FileHeader | Chunk | Trailer]:
     """Header, chunks from `offset`, trailer with the SHA-256 of the whole file. Owns `fd`."""
     try:
         st = await asyncio.to_thread(fd.run, os.fstat)
@@ -64,13 +84,7 @@ async def download(
             raise invalid_argument(
                 [("offset", f"{offset} is beyond the end of the file ({st.st_size} bytes)")]
             )
-        mtime = Timestamp()
-        mtime.FromNanoseconds(st.st_mtime_ns)
-        yield utilities_pb2.DownloadResponse(
-            header=utilities_pb2.DownloadHeader(
-                size=st.st_size, mode=st.st_mode & 0o7777, mtime=mtime
-            )
-        )
+        yield FileHeader(st.st_size, st.st_mode & 0o7777, st.st_mtime_ns)
         digest = hashlib.sha256()
         if offset:  # the trailer covers the whole file, so the skipped prefix is hashed too
             never = threading.Event()
@@ -92,24 +106,20 @@ async def download(
                 position += len(data)
                 if position < st.st_size:  # read ahead while this chunk is being sent
                     pending = asyncio.ensure_future(asyncio.to_thread(read_and_hash, position))
-                yield utilities_pb2.DownloadResponse(
-                    chunk=utilities_pb2.DownloadChunk(offset=at, data=data)
-                )
+                yield Chunk(at, data)
         finally:
             pending.cancel()  # a read-ahead nobody will send (the thread finishes on its own)
         if _changed(st, await asyncio.to_thread(fd.run, os.fstat)):
             raise _aborted(path)
-        yield utilities_pb2.DownloadResponse(
-            trailer=utilities_pb2.DownloadTrailer(sha256=digest.hexdigest(), total_bytes=st.st_size)
-        )
+        yield Trailer(digest.hexdigest(), st.st_size)
     finally:
         fd.close()
 
 
-async def checksum(fd: Descriptor, algorithm: int, time_limit: float, path: str) -> tuple[str, int]:
-    """(hex digest, size) of the whole file; DEADLINE_EXCEEDED past `time_limit`. Owns `fd`."""
-    _, factory = ALGORITHMS[algorithm]
-    digest = factory()
+async def checksum(fd: Descriptor, algorithm: str, time_limit: float, path: str) -> tuple[str, int]:
+    """(hex digest, size) of the whole file by `algorithm` (a key of ALGORITHMS);
+    DEADLINE_EXCEEDED past `time_limit`. Owns `fd`."""
+    digest = ALGORITHMS[algorithm]()
     stop = threading.Event()
     try:
         size = (await asyncio.to_thread(fd.run, os.fstat)).st_size

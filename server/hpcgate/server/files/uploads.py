@@ -12,35 +12,39 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from hpcgate.server.api.timeconv import read_timestamp
-from hpcgate.server.errors import Code, DomainError, FieldViolations, invalid_argument
+from hpcgate.server.errors import Code, DomainError, invalid_argument
 from hpcgate.server.files.access import FileAccess, Upload
 from hpcgate.server.files.descriptors import Descriptor, write_all
 from hpcgate.server.files.errors import file_error
 from hpcgate.server.state.store import StateStore
-from hpcgate.v1 import utilities_pb2
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 REQUEST_RETENTION = 86400.0
 
 
-def check_header(header: utilities_pb2.UploadHeader, errors: FieldViolations) -> None:
-    """Validates the header's own fields (system and path are checked by the servicer)."""
-    if header.HasField("mode") and header.mode > 0o7777:
-        errors.add("header.mode", "must be permission bits, at most 0o7777 (4095)")
-    if header.expected_sha256 and not _SHA256.match(header.expected_sha256):
-        errors.add("header.expected_sha256", "must be 64 lower-case hex digits")
-    mtime = read_timestamp(header, "mtime", errors, "header.mtime")
-    if mtime is not None and mtime.timestamp() < 0:
-        errors.add("header.mtime", "must not be before 1970")
-    if header.request_id and not _REQUEST_ID.match(header.request_id):
-        errors.add("header.request_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where and how an upload is written, as the edge validated it (api/upload_request.py)."""
+
+    path: str  # where the file goes (checked, absolute)
+    shown_path: str  # the path as the request named it (answered back)
+    overwrite: bool
+    mode: int | None  # None: the replaced file's, else 0644
+    expected_size: int | None
+    expected_sha256: str  # "" when not given
+    mtime_ns: int | None
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """A file written in full: where, how big, its SHA-256."""
+
+    path: str
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -50,26 +54,17 @@ class Received:
 
 
 async def receive(
-    files: FileAccess,
-    header: utilities_pb2.UploadHeader,
-    path: str,
-    chunks: AsyncIterator[utilities_pb2.UploadRequest],
-    limit: int,
-) -> utilities_pb2.UploadResponse:
-    """Writes the rest of the stream to a temporary file and renames it into place."""
-    upload = await files.upload_begin(
-        path, overwrite=header.overwrite, mode=header.mode if header.HasField("mode") else None
-    )
+    files: FileAccess, target: UploadTarget, chunks: AsyncIterator[bytes], limit: int
+) -> Uploaded:
+    """Writes the chunks to a temporary file and renames it into place."""
+    upload = await files.upload_begin(target.path, overwrite=target.overwrite, mode=target.mode)
     committed = False
     fd = Descriptor(upload.fd)
     try:
-        received = await _fill(fd, upload, header, chunks, limit)
-        mtime = header.mtime.ToNanoseconds() if header.HasField("mtime") else None
-        await files.upload_commit(upload, overwrite=header.overwrite, mtime_ns=mtime)
+        received = await _fill(fd, upload, target, chunks, limit)
+        await files.upload_commit(upload, overwrite=target.overwrite, mtime_ns=target.mtime_ns)
         committed = True
-        return utilities_pb2.UploadResponse(
-            path=header.path or path, size=received.size, sha256=received.sha256
-        )
+        return Uploaded(target.shown_path, received.size, received.sha256)
     finally:
         fd.close()
         if not committed:
@@ -80,22 +75,19 @@ async def receive(
 async def _fill(
     fd: Descriptor,
     upload: Upload,
-    header: utilities_pb2.UploadHeader,
-    chunks: AsyncIterator[utilities_pb2.UploadRequest],
+    target: UploadTarget,
+    chunks: AsyncIterator[bytes],
     limit: int,
 ) -> Received:
     digest = hashlib.sha256()
     size = 0
-    expected = header.expected_size if header.HasField("expected_size") else None
+    expected = target.expected_size
 
     def write(data: bytes) -> None:
         fd.run(lambda n: write_all(n, data))
         digest.update(data)
 
-    async for message in chunks:
-        if message.WhichOneof("kind") != "chunk":
-            raise invalid_argument([("chunk", "only the first message may be a header")])
-        data = message.chunk.data
+    async for data in chunks:
         size += len(data)
         if size > limit:
             raise DomainError(
@@ -121,7 +113,7 @@ async def _fill(
             ]
         )
     hex_digest = digest.hexdigest()
-    if header.expected_sha256 and hex_digest != header.expected_sha256:
+    if target.expected_sha256 and hex_digest != target.expected_sha256:
         raise invalid_argument(
             [
                 (
@@ -137,23 +129,13 @@ async def _fill(
     return Received(size, hex_digest)
 
 
-def fingerprint(header: utilities_pb2.UploadHeader, system: str) -> str:
-    copy = utilities_pb2.UploadHeader()
-    copy.CopyFrom(header)
-    copy.request_id = ""
-    copy.system = system
-    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
-
-
 class UploadRequests:
     """Completed uploads by (user, system, request_id), kept for a day."""
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
 
-    def find(
-        self, user: str, system: str, request_id: str
-    ) -> tuple[str, utilities_pb2.UploadResponse] | None:
+    def find(self, user: str, system: str, request_id: str) -> tuple[str, Uploaded] | None:
         with self.store.connect() as db:
             db.execute(
                 "DELETE FROM upload_requests WHERE created_at < ?",
@@ -166,8 +148,7 @@ class UploadRequests:
             ).fetchone()
         if row is None:
             return None
-        response = utilities_pb2.UploadResponse(path=row[1], size=row[2], sha256=row[3])
-        return str(row[0]), response
+        return str(row[0]), Uploaded(path=row[1], size=row[2], sha256=row[3])
 
     def record(
         self,
@@ -175,7 +156,7 @@ class UploadRequests:
         system: str,
         request_id: str,
         request_hash: str,
-        response: utilities_pb2.UploadResponse,
+        response: Uploaded,
     ) -> None:
         with self.store.connect() as db:
             db.execute(

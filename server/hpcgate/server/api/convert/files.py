@@ -9,6 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from hpcgate.server.files.commands import CommandOutput, CommandResult
 from hpcgate.server.files.paths import display, raw_bytes
+from hpcgate.server.files.reading import Chunk, FileHeader, Trailer
+from hpcgate.server.files.uploads import Uploaded
 from hpcgate.v1 import utilities_pb2
 
 _TYPES = {
@@ -69,3 +71,31 @@ def command_message(item: CommandOutput | CommandResult) -> utilities_pb2.RunCom
     )  # fmt: skip
     result.duration.FromNanoseconds(int(item.duration * 1e9))
     return utilities_pb2.RunCommandResponse(result=result)
+
+
+def upload_response(uploaded: Uploaded) -> utilities_pb2.UploadResponse:
+    return utilities_pb2.UploadResponse(
+        path=uploaded.path, size=uploaded.size, sha256=uploaded.sha256
+    )
+
+
+CHECKSUM_ALGORITHMS = {
+    utilities_pb2.CHECKSUM_ALGORITHM_SHA256: "sha256",
+    utilities_pb2.CHECKSUM_ALGORITHM_SHA512: "sha512",
+    utilities_pb2.CHECKSUM_ALGORITHM_MD5: "md5",
+    utilities_pb2.CHECKSUM_ALGORITHM_BLAKE2B: "blake2b",
+}
+
+
+def download_message(item: FileHeader | Chunk | Trailer) -> utilities_pb2.DownloadResponse:
+    """One Download stream message."""
+    if isinstance(item, Chunk):
+        return utilities_pb2.DownloadResponse(
+            chunk=utilities_pb2.DownloadChunk(offset=item.offset, data=item.data)
+        )
+    if isinstance(item, FileHeader):
+        header = utilities_pb2.DownloadHeader(size=item.size, mode=item.mode)
+        header.mtime.FromNanoseconds(item.mtime_ns)
+        return utilities_pb2.DownloadResponse(header=header)
+    trailer = utilities_pb2.DownloadTrailer(sha256=item.sha256, total_bytes=item.total_bytes)
+    return utilities_pb2.DownloadResponse(trailer=trailer)
