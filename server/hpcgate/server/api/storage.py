@@ -18,6 +18,7 @@ from hpcgate.server.api.errors import FieldViolations
 from hpcgate.server.api.pagination import check_page_request, paginate
 from hpcgate.server.api.resources import lookup_system
 from hpcgate.server.api.timeconv import timestamp
+from hpcgate.server.api.transfer_request import transfer_request
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.config import Config, FilesystemConfig, SystemConfig
 from hpcgate.server.status import model
@@ -169,5 +170,6 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def StartTransfer(
         self, request: storage_pb2.StartTransferRequest, context: Any
     ) -> storage_pb2.StartTransferResponse:
-        record = await self.transfers.start(request, current_caller().user)
+        caller = current_caller()
+        record = await self.transfers.start(transfer_request(request, self.config), caller.user)
         return storage_pb2.StartTransferResponse(task=task_to_proto(record))

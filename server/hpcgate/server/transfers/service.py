@@ -8,16 +8,12 @@ only users listed in the peer's `allowed_users` may use.
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-
 from hpcgate.server import privsep
-from hpcgate.server.api.resources import lookup_system, unknown_system
 from hpcgate.server.config import Config
-from hpcgate.server.errors import Code, DomainError, FieldViolations
-from hpcgate.server.files import paths
+from hpcgate.server.errors import Code, DomainError, not_found
 from hpcgate.server.tasks.model import (
     RequestIdConflict,
     TaskFailed,
@@ -29,15 +25,50 @@ from hpcgate.server.transfers.endpoint import Endpoint
 from hpcgate.server.transfers.engine import Spec, run_transfer
 from hpcgate.server.transfers.local import LocalEndpoint
 from hpcgate.server.users import identity_of
-from hpcgate.v1 import storage_pb2, tasks_pb2
 
 KIND = "transfer"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_KINDS = {
-    tasks_pb2.TRANSFER_KIND_COPY: "COPY",
-    tasks_pb2.TRANSFER_KIND_MOVE: "MOVE",
-    tasks_pb2.TRANSFER_KIND_SYNC: "SYNC",
-}
+KINDS = ("COPY", "MOVE", "SYNC")
+
+
+@dataclass(frozen=True)
+class End:
+    """One end of a transfer: a path on one of this server's systems, or on a peer."""
+
+    system: str = ""  # a system id ("local"), when not a facility
+    path: str = ""
+    facility: str = ""  # a configured peer's id or HOST:PORT
+
+    def stored(self) -> dict[str, str]:
+        return {k: v for k, v in vars(self).items() if v}
+
+    def __str__(self) -> str:
+        return f"{self.facility or self.system}:{self.path}"
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """A StartTransfer request as the edge validated it (api/transfer_request.py)."""
+
+    kind: str  # one of KINDS
+    source: End
+    destination: End
+    recursive: bool = False
+    preserve: bool = False
+    overwrite: bool = False
+    delete_extraneous: bool = False
+    skip_verification: bool = False
+    request_id: str = ""
+
+    def stored(self) -> dict[str, Any]:
+        """The task's request as kept in the task store (and compared on a retry): the
+        shape the API's TransferSpec has in JSON, unset fields left out."""
+        flags = ("recursive", "preserve", "overwrite", "delete_extraneous", "skip_verification")
+        return {
+            "kind": f"TRANSFER_KIND_{self.kind}",
+            "source": self.source.stored(),
+            "destination": self.destination.stored(),
+            **{flag: True for flag in flags if getattr(self, flag)},
+        }
 
 
 class Transfers:
@@ -67,16 +98,14 @@ class Transfers:
             )
         return peer
 
-    def _endpoint(
-        self, end: tasks_pb2.TransferEndpoint, user: str, identity: privsep.UserIdentity
-    ) -> Endpoint:
+    def _endpoint(self, end: End, user: str, identity: privsep.UserIdentity) -> Endpoint:
         if end.facility:
             from hpcgate.server.transfers.peer import PeerEndpoint
 
             return PeerEndpoint(self._peer(end.facility, user))
-        system = self.config.system(end.system.removeprefix("systems/"))
+        system = self.config.system(end.system)
         if system is None:
-            raise unknown_system(self.config, end.system.removeprefix("systems/"))
+            raise not_found(f"no system 'systems/{end.system}' here")
         return LocalEndpoint(self.users, identity, system, self.config.files)
 
     async def _identity(self, user: str) -> privsep.UserIdentity:
@@ -84,52 +113,13 @@ class Transfers:
 
     # -- StartTransfer ------------------------------------------------------------------
 
-    def validate(self, request: storage_pb2.StartTransferRequest) -> None:
-        errors = FieldViolations()
-        if request.kind not in _KINDS:
-            errors.add("kind", "choose TRANSFER_KIND_COPY, _MOVE or _SYNC")
-        for field, end in (("source", request.source), ("destination", request.destination)):
-            if not end.facility:
-                lookup_system(self.config, end.system, f"{field}.system", errors, bare_id=True)
-            path = paths.checked(errors, f"{field}.path", end.path)
-            if path == "/":
-                errors.add(f"{field}.path", "'/' cannot be transferred or replaced")
-        if request.source.facility and request.destination.facility:
-            errors.add("destination.facility", "at most one end may be another facility")
-        if request.delete_extraneous and request.kind != tasks_pb2.TRANSFER_KIND_SYNC:
-            errors.add("delete_extraneous", "only applies to TRANSFER_KIND_SYNC")
-        src, dst = request.source, request.destination
-        same_place = (src.facility, src.system.removeprefix("systems/")) == (
-            dst.facility,
-            dst.system.removeprefix("systems/"),
-        )
-        if same_place and src.path and (dst.path + "/").startswith(src.path.rstrip("/") + "/"):
-            errors.add("destination.path", "must not be the source or inside it")
-        if request.request_id and not _REQUEST_ID.match(request.request_id):
-            errors.add("request_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
-        errors.raise_if_any()
-
-    async def start(self, request: storage_pb2.StartTransferRequest, user: str) -> TaskRecord:
-        """Validates, checks the request against both ends as `user`, then starts the task.
-        A retry (same `request_id`, same request) returns the first task in whatever state
-        it is, before any check: the files may have changed because it ran."""
-        self.validate(request)
+    async def start(self, request: TransferRequest, user: str) -> TaskRecord:
+        """Checks the request against both ends as `user`, then starts the task. A retry
+        (same `request_id`, same request) returns the first task in whatever state it is,
+        before any check: the files may have changed because it ran."""
         identity = await self._identity(user)
-        spec = tasks_pb2.TransferSpec(
-            kind=request.kind,
-            source=request.source,
-            destination=request.destination,
-            recursive=request.recursive,
-            preserve=request.preserve,
-            overwrite=request.overwrite,
-            delete_extraneous=request.delete_extraneous,
-            skip_verification=request.skip_verification,
-        )
-        description = (
-            f"{_KINDS[request.kind].lower()} {_where(request.source)} -> "
-            f"{_where(request.destination)}"
-        )
-        asked = MessageToDict(spec, preserving_proto_field_name=True)
+        description = f"{request.kind.lower()} {request.source} -> {request.destination}"
+        asked = request.stored()
         system = request.source.system or request.destination.system
         try:
             if request.request_id:
@@ -173,9 +163,7 @@ class Transfers:
             ) from None
         return record
 
-    async def _precheck(
-        self, request: storage_pb2.StartTransferRequest, source: Endpoint, dest: Endpoint
-    ) -> None:
+    async def _precheck(self, request: TransferRequest, source: Endpoint, dest: Endpoint) -> None:
         """What StartTransfer promises to refuse at once rather than in a failed task."""
         src, dst = request.source.path, request.destination.path
         root = await source.describe(src)
@@ -197,7 +185,7 @@ class Transfers:
                 "exist (create it first)",
             )
         existing = await dest.describe(dst)
-        sync = request.kind == tasks_pb2.TRANSFER_KIND_SYNC
+        sync = request.kind == "SYNC"
         if existing is not None and not (sync or request.overwrite):
             raise DomainError(
                 Code.ALREADY_EXISTS,
@@ -214,8 +202,8 @@ class Transfers:
     async def handle(self, ctx: TaskContext) -> dict[str, Any]:
         request = ctx.task.request
         spec = Spec.from_request(request)
-        source_end = _endpoint_message(request["source"])
-        dest_end = _endpoint_message(request["destination"])
+        source_end = _end(request["source"])
+        dest_end = _end(request["destination"])
         try:
             identity = await self._identity(ctx.task.user)
             source = self._endpoint(source_end, ctx.task.user, identity)
@@ -242,16 +230,12 @@ async def _renamed(spec: Spec, source: Endpoint, dest: Endpoint) -> bool:
     return await source.rename(spec.source_path, spec.destination_path)
 
 
-def _endpoint_message(data: dict[str, Any]) -> tasks_pb2.TransferEndpoint:
-    return tasks_pb2.TransferEndpoint(
-        system=str(data.get("system", "")),
+def _end(data: dict[str, Any]) -> End:
+    return End(
+        system=str(data.get("system", "")).removeprefix("systems/"),
         path=str(data.get("path", "")),
         facility=str(data.get("facility", "")),
     )
-
-
-def _where(end: tasks_pb2.TransferEndpoint) -> str:
-    return f"{end.facility or end.system}:{end.path}"
 
 
 def _status(code: int) -> Code:
