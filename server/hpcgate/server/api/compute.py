@@ -398,9 +398,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 # sbatch says the same for a missing and an unreadable script: ask the kernel.
                 try:
                     worker = await self.users.worker(identity)
-                    _, fds = await worker.call("open_file", {"path": submission.script_path})
-                    for fd in fds:
-                        os.close(fd)
+                    os.close(await worker.open_file(submission.script_path))
                 except OSError as e:
                     what = f"script_path {submission.script_path}"
                     if e.errno in (errno.ENOENT, errno.ENOTDIR):

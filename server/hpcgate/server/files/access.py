@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from hpcgate.server import privsep
 from hpcgate.server.config import FilesConfig, SystemConfig
-from hpcgate.server.errors import Code, DomainError
+from hpcgate.server.errors import Code
 from hpcgate.server.files.errors import file_error
+from hpcgate.server.privsep.replies import Copied, Described, WalkPage
 
 
 def expand_roots(templates: tuple[str, ...], identity: privsep.UserIdentity) -> list[str] | None:
@@ -59,137 +59,118 @@ class FileAccess:
         self.roots = expand_roots(system.allowed_roots, identity)
         self.limits = limits
 
-    async def call(
-        self,
-        op: str,
-        args: Mapping[str, Any],
-        what: str,
-        *,
-        idempotent: bool = True,
-        overrides: Mapping[int, Code] | None = None,
-        long: bool = False,
-    ) -> tuple[dict[str, Any], list[int]]:
+    @contextlib.asynccontextmanager
+    async def _worker(
+        self, what: str, overrides: Mapping[int, Code] | None = None
+    ) -> AsyncIterator[privsep.UserWorker]:
+        """The caller's worker; its failures become canonical errors about `what`."""
         try:
-            worker = await self.users.worker(self.identity)
-            return await worker.call(
-                op,
-                {**args, "roots": self.roots},
-                idempotent=idempotent,
-                deadline=self.limits.operation_timeout if long else None,
-            )
+            yield await self.users.worker(self.identity)
         except (OSError, privsep.PrivsepError) as exc:
             raise file_error(exc, what, overrides) from None
 
-    async def entry(self, path: str, *, follow: bool, what: str) -> dict[str, Any]:
-        result, _ = await self.call("entry", {"path": path, "follow_symlinks": follow}, what)
-        return result
+    @property
+    def _long(self) -> float:
+        return self.limits.operation_timeout
+
+    async def entry(self, path: str, *, follow: bool, what: str) -> Described:
+        async with self._worker(what) as worker:
+            return await worker.entry(path, follow=follow, roots=self.roots)
 
     async def list_page(
         self, path: str, *, show_hidden: bool, follow: bool, after: str | None, limit: int
-    ) -> tuple[list[dict[str, Any]], bool]:
-        args = {
-            "path": path,
-            "show_hidden": show_hidden,
-            "follow_symlinks": follow,
-            "after": after,
-            "limit": limit,
-        }
-        result, _ = await self.call("list", args, f"listing {path}", long=True)
-        return list(result["entries"]), bool(result["more"])
+    ) -> tuple[list[Described], bool]:
+        async with self._worker(f"listing {path}") as worker:
+            page = await worker.list_page(
+                path, show_hidden=show_hidden, follow=follow, after=after, limit=limit,
+                roots=self.roots, deadline=self._long,
+            )  # fmt: skip
+        return page["entries"], page["more"]
 
-    async def mkdir(self, path: str, *, parents: bool, mode: int) -> dict[str, Any]:
-        args = {"path": path, "parents": parents, "mode": mode}
-        result, _ = await self.call("mkdir", args, f"creating {path}", idempotent=False)
-        return result
+    async def mkdir(self, path: str, *, parents: bool, mode: int) -> Described:
+        async with self._worker(f"creating {path}") as worker:
+            return await worker.mkdir(path, parents=parents, mode=mode, roots=self.roots)
 
-    async def rename(self, source: str, destination: str, *, overwrite: bool) -> dict[str, Any]:
-        args = {
-            "source": source,
-            "destination": destination,
-            "overwrite": overwrite,
-            "max_bytes": self.limits.copy_max_bytes,
-            "max_files": self.limits.copy_max_files,
-        }
-        result, _ = await self.call(
-            "rename",
-            args,
-            f"moving {source} to {destination}",
-            idempotent=False,
-            overrides=_MOVE_CODES,
-            long=True,
-        )
-        return result
+    async def rename(self, source: str, destination: str, *, overwrite: bool) -> Described:
+        async with self._worker(f"moving {source} to {destination}", _MOVE_CODES) as worker:
+            return await worker.rename(
+                source, destination, overwrite=overwrite, roots=self.roots,
+                max_bytes=self.limits.copy_max_bytes, max_files=self.limits.copy_max_files,
+                deadline=self._long,
+            )  # fmt: skip
+
+    async def rename_only(self, source: str, destination: str) -> Described:
+        """rename(2) and nothing else: EXDEV (FAILED_PRECONDITION) across filesystems."""
+        async with self._worker(f"moving {source} to {destination}") as worker:
+            return await worker.rename(
+                source, destination, overwrite=False, roots=self.roots, no_copy=True
+            )
 
     async def copy(
         self, source: str, destination: str, *, recursive: bool, overwrite: bool, preserve: bool
-    ) -> dict[str, Any]:
-        args = {
-            "source": source,
-            "destination": destination,
-            "recursive": recursive,
-            "overwrite": overwrite,
-            "preserve": preserve,
-            "max_bytes": self.limits.copy_max_bytes,
-            "max_files": self.limits.copy_max_files,
-        }
-        result, _ = await self.call(
-            "copy", args, f"copying {source} to {destination}", idempotent=False, long=True
-        )
-        return result
+    ) -> Copied:
+        async with self._worker(f"copying {source} to {destination}") as worker:
+            return await worker.copy(
+                source, destination, recursive=recursive, overwrite=overwrite,
+                preserve=preserve, max_bytes=self.limits.copy_max_bytes,
+                max_files=self.limits.copy_max_files, roots=self.roots, deadline=self._long,
+            )  # fmt: skip
 
     async def remove(self, path: str, *, recursive: bool, allow_missing: bool) -> None:
-        args = {"path": path, "recursive": recursive, "allow_missing": allow_missing}
-        await self.call("remove", args, f"removing {path}", idempotent=False, long=True)
+        async with self._worker(f"removing {path}") as worker:
+            await worker.remove(
+                path, recursive=recursive, allow_missing=allow_missing, roots=self.roots,
+                deadline=self._long,
+            )  # fmt: skip
 
-    async def chmod(self, path: str, mode: int) -> dict[str, Any]:
-        result, _ = await self.call("chmod", {"path": path, "mode": mode}, f"chmod {path}")
-        return result
+    async def chmod(self, path: str, mode: int) -> Described:
+        async with self._worker(f"chmod {path}") as worker:
+            return await worker.chmod(path, mode, roots=self.roots)
 
-    async def symlink(self, target: str, link_path: str) -> dict[str, Any]:
-        args = {"path": link_path, "target": target}
-        result, _ = await self.call(
-            "symlink", args, f"creating the link {link_path}", idempotent=False
-        )
-        return result
+    async def symlink(self, target: str, link_path: str) -> Described:
+        async with self._worker(f"creating the link {link_path}") as worker:
+            return await worker.symlink(target, link_path, roots=self.roots)
+
+    async def utime(self, path: str, mtime_ns: int) -> None:
+        async with self._worker(f"setting the time of {path}") as worker:
+            await worker.utime(path, mtime_ns, roots=self.roots)
+
+    async def syncfs(self, path: str) -> None:
+        async with self._worker(f"flushing {path}") as worker:
+            await worker.syncfs(path, roots=self.roots, deadline=self._long)
+
+    async def walk_page(self, path: str, *, after: str, limit: int) -> WalkPage:
+        async with self._worker(f"listing {path}") as worker:
+            return await worker.walk(
+                path, after=after, limit=limit, roots=self.roots, deadline=self._long
+            )
 
     async def open_file(self, path: str, what: str) -> int:
         """A read-only descriptor of a regular file (the caller must close it)."""
-        _, fds = await self.call("open_file", {"path": path}, what)
-        if len(fds) != 1:
-            for fd in fds:
-                _close(fd)
-            raise DomainError(Code.INTERNAL, f"{what}: the worker sent no descriptor")
-        return fds[0]
+        async with self._worker(what) as worker:
+            return await worker.open_file(path, roots=self.roots)
 
     async def upload_begin(self, path: str, *, overwrite: bool, mode: int | None) -> Upload:
-        args = {"path": path, "overwrite": overwrite, "mode": mode}
-        result, fds = await self.call("upload_begin", args, f"uploading {path}", idempotent=False)
-        if len(fds) != 1:
-            for fd in fds:
-                _close(fd)
-            raise DomainError(Code.INTERNAL, f"uploading {path}: no descriptor")
-        return Upload(path, str(result["temp"]), int(result["mode"]), fds[0])
+        async with self._worker(f"uploading {path}") as worker:
+            begun, fd = await worker.upload_begin(
+                path, overwrite=overwrite, mode=mode, roots=self.roots
+            )
+        return Upload(path, begun["temp"], begun["mode"], fd)
 
     async def upload_commit(
         self, upload: Upload, *, overwrite: bool, mtime_ns: int | None = None
-    ) -> dict[str, Any]:
-        args = {
-            "path": upload.path,
-            "temp": upload.temp,
-            "mode": upload.mode,
-            "overwrite": overwrite,
-            "mtime_ns": mtime_ns,
-        }
-        result, _ = await self.call(
-            "upload_commit", args, f"uploading {upload.path}", idempotent=False
-        )
-        return result
+    ) -> Described:
+        async with self._worker(f"uploading {upload.path}") as worker:
+            return await worker.upload_commit(
+                upload.path, upload.temp, mode=upload.mode, overwrite=overwrite,
+                mtime_ns=mtime_ns, roots=self.roots,
+            )  # fmt: skip
 
     async def upload_abort(self, upload: Upload) -> None:
         """Removes the temporary file; never raises (called on failure paths)."""
         with contextlib.suppress(OSError, privsep.PrivsepError):
             worker = await self.users.worker(self.identity)
-            await worker.call("upload_abort", {"path": upload.path, "temp": upload.temp})
+            await worker.upload_abort(upload.path, upload.temp)
 
 
 # rename(2)'s EINVAL means "a directory into itself"; EISDIR/ENOTDIR a type clash.

@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 from hpcgate.server.privsep import worker as worker_program
 from hpcgate.server.privsep.errors import (
@@ -54,12 +54,14 @@ from hpcgate.server.privsep.errors import (
     os_error,
 )
 from hpcgate.server.privsep.identity import UserIdentity, lookup, lookup_uid_blocking
+from hpcgate.server.privsep.replies import Copied, Described, ListPage, UploadBegun, WalkPage
 from hpcgate.server.privsep.worker import HEADER, MAX_FDS, MAX_FRAME
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["multi-user", "single-user"]
 Reply = tuple[dict[str, Any], list[int]]
+Roots = list[str] | None  # allowed roots the worker checks resolved paths against
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Interpreters tried for the worker when the server's own is not runnable by every user
 # (e.g. a virtualenv under a 0700 home); any Python >= 3.10 runs worker.py.
@@ -568,6 +570,115 @@ class UserWorker:
         """An O_PATH descriptor of a directory the user can search (for a command's cwd)."""
         _, fds = await self.call("cwd", {"path": path})
         return _single(fds)
+
+    # -- file operations (see worker.py for what each does; `roots` confine them) ---------
+
+    async def _file_op(
+        self, op: str, args: Mapping[str, Any], *, idempotent: bool = True,
+        deadline: float | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        result, fds = await self.call(op, args, idempotent=idempotent, deadline=deadline)
+        _close_all(fds)
+        return result
+
+    async def _file_fd(self, op: str, args: Mapping[str, Any], *, idempotent: bool) -> Reply:
+        result, fds = await self.call(op, args, idempotent=idempotent)
+        return result, [_single(fds)]
+
+    async def entry(self, path: str, *, follow: bool, roots: Roots) -> Described:
+        args = {"path": path, "follow_symlinks": follow, "roots": roots}
+        return cast(Described, await self._file_op("entry", args))
+
+    async def list_page(
+        self, path: str, *, show_hidden: bool, follow: bool, after: str | None, limit: int,
+        roots: Roots, deadline: float | None = None,
+    ) -> ListPage:  # fmt: skip
+        args = {"path": path, "show_hidden": show_hidden, "follow_symlinks": follow,
+                "after": after, "limit": limit, "roots": roots}  # fmt: skip
+        return cast(ListPage, await self._file_op("list", args, deadline=deadline))
+
+    async def mkdir(self, path: str, *, parents: bool, mode: int, roots: Roots) -> Described:
+        args = {"path": path, "parents": parents, "mode": mode, "roots": roots}
+        return cast(Described, await self._file_op("mkdir", args, idempotent=False))
+
+    async def rename(
+        self, source: str, destination: str, *, overwrite: bool, roots: Roots,
+        max_bytes: int | None = None, max_files: int | None = None, no_copy: bool = False,
+        deadline: float | None = None,
+    ) -> Described:  # fmt: skip
+        """rename(2), or across filesystems a bounded copy and delete (not with no_copy:
+        then EXDEV)."""
+        args: dict[str, Any] = {
+            "source": source, "destination": destination, "overwrite": overwrite,
+            "no_copy": no_copy, "roots": roots,
+        }  # fmt: skip
+        if max_bytes is not None:
+            args |= {"max_bytes": max_bytes, "max_files": max_files}
+        result = await self._file_op("rename", args, idempotent=False, deadline=deadline)
+        return cast(Described, result)
+
+    async def copy(
+        self, source: str, destination: str, *, recursive: bool, overwrite: bool,
+        preserve: bool, max_bytes: int, max_files: int, roots: Roots,
+        deadline: float | None = None,
+    ) -> Copied:  # fmt: skip
+        args = {"source": source, "destination": destination, "recursive": recursive,
+                "overwrite": overwrite, "preserve": preserve, "max_bytes": max_bytes,
+                "max_files": max_files, "roots": roots}  # fmt: skip
+        return cast(Copied, await self._file_op("copy", args, idempotent=False, deadline=deadline))
+
+    async def remove(
+        self, path: str, *, recursive: bool, allow_missing: bool, roots: Roots,
+        deadline: float | None = None,
+    ) -> None:  # fmt: skip
+        args = {"path": path, "recursive": recursive, "allow_missing": allow_missing,
+                "roots": roots}  # fmt: skip
+        await self._file_op("remove", args, idempotent=False, deadline=deadline)
+
+    async def chmod(self, path: str, mode: int, *, roots: Roots) -> Described:
+        args = {"path": path, "mode": mode, "roots": roots}
+        return cast(Described, await self._file_op("chmod", args))
+
+    async def symlink(self, target: str, link_path: str, *, roots: Roots) -> Described:
+        args = {"path": link_path, "target": target, "roots": roots}
+        return cast(Described, await self._file_op("symlink", args, idempotent=False))
+
+    async def open_file(self, path: str, *, roots: Roots = None) -> int:
+        """A read-only descriptor of a regular file (the caller closes it)."""
+        _, fds = await self._file_fd("open_file", {"path": path, "roots": roots}, idempotent=True)
+        return fds[0]
+
+    async def upload_begin(
+        self, path: str, *, overwrite: bool, mode: int | None, roots: Roots
+    ) -> tuple[UploadBegun, int]:
+        """A new temporary file beside `path` and its descriptor (the caller closes it)."""
+        args = {"path": path, "overwrite": overwrite, "mode": mode, "roots": roots}
+        result, fds = await self._file_fd("upload_begin", args, idempotent=False)
+        return cast(UploadBegun, result), fds[0]
+
+    async def upload_commit(
+        self, path: str, temp: str, *, mode: int, overwrite: bool, mtime_ns: int | None,
+        roots: Roots,
+    ) -> Described:  # fmt: skip
+        args = {"path": path, "temp": temp, "mode": mode, "overwrite": overwrite,
+                "mtime_ns": mtime_ns, "roots": roots}  # fmt: skip
+        return cast(Described, await self._file_op("upload_commit", args, idempotent=False))
+
+    async def upload_abort(self, path: str, temp: str) -> None:
+        await self._file_op("upload_abort", {"path": path, "temp": temp})
+
+    async def walk(
+        self, path: str, *, after: str, limit: int, roots: Roots, deadline: float | None = None
+    ) -> WalkPage:
+        args = {"path": path, "after": after, "limit": limit, "roots": roots}
+        return cast(WalkPage, await self._file_op("walk", args, deadline=deadline))
+
+    async def utime(self, path: str, mtime_ns: int, *, roots: Roots) -> None:
+        await self._file_op("utime", {"path": path, "mtime_ns": mtime_ns, "roots": roots})
+
+    async def syncfs(self, path: str, *, roots: Roots, deadline: float | None = None) -> None:
+        """syncfs(2) of the filesystem holding `path`."""
+        await self._file_op("syncfs", {"path": path, "roots": roots}, deadline=deadline)
 
 
 def _single(fds: list[int]) -> int:

@@ -22,6 +22,7 @@ from hpcgate.server.errors import DomainError
 from hpcgate.server.files.access import FileAccess
 from hpcgate.server.files.descriptors import Descriptor, read_exactly, write_all
 from hpcgate.server.files.reading import HASH_BLOCK
+from hpcgate.server.privsep.replies import WalkItem
 from hpcgate.server.tasks.model import TaskFailed
 from hpcgate.server.transfers.endpoint import Item, ItemKind, Written
 
@@ -39,9 +40,9 @@ def task_errors() -> Iterator[None]:
         raise TaskFailed(int(e.code), e.message) from None
 
 
-def _item(rel: str, data: dict[str, Any]) -> Item:
+def _item(data: WalkItem) -> Item:
     return Item(
-        rel=rel,
+        rel=data["rel"],
         kind=data["kind"],
         size=int(data["size"]),
         mode=int(data["mode"]),
@@ -92,17 +93,12 @@ class LocalEndpoint:
         after = ""
         while True:
             with task_errors():
-                result, _ = await self.files.call(
-                    "walk",
-                    {"path": path, "after": after, "limit": WALK_PAGE},
-                    f"listing {path}",
-                    long=True,
-                )
-            for data in result["items"]:
-                yield _item(str(data["rel"]), data)
-            if not result["more"] or not result["items"]:
+                page = await self.files.walk_page(path, after=after, limit=WALK_PAGE)
+            for data in page["items"]:
+                yield _item(data)
+            if not page["more"] or not page["items"]:
                 return
-            after = str(result["items"][-1]["rel"])
+            after = page["items"][-1]["rel"]
 
     async def read_file(self, path: str, offset: int = 0) -> AsyncIterator[bytes]:
         with task_errors():
@@ -220,9 +216,7 @@ class LocalEndpoint:
             if mode is not None:
                 await self.files.chmod(path, mode)
             if mtime_ns is not None:
-                await self.files.call(
-                    "utime", {"path": path, "mtime_ns": mtime_ns}, f"setting the time of {path}"
-                )
+                await self.files.utime(path, mtime_ns)
 
     async def remove(self, path: str, *, directory: bool) -> bool:
         try:
@@ -236,12 +230,7 @@ class LocalEndpoint:
     async def rename(self, source: str, destination: str) -> bool:
         """rename(2) without copying; False when the two are on different filesystems."""
         try:
-            await self.files.call(
-                "rename",
-                {"source": source, "destination": destination, "overwrite": False, "no_copy": True},
-                f"moving {source} to {destination}",
-                idempotent=False,
-            )
+            await self.files.rename_only(source, destination)
             return True
         except DomainError as e:
             if "cross-device" in e.message.lower():
@@ -254,7 +243,7 @@ class LocalEndpoint:
         path, self._written_in = self._written_in, ""
         if path:
             with task_errors():
-                await self.files.call("syncfs", {"path": path}, f"flushing {path}", long=True)
+                await self.files.syncfs(path)
 
     async def close(self) -> None:
         return None

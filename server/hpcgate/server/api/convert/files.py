@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import stat
-from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -11,6 +10,7 @@ from hpcgate.server.files.commands import CommandOutput, CommandResult
 from hpcgate.server.files.paths import display, raw_bytes
 from hpcgate.server.files.reading import Chunk, FileHeader, Trailer
 from hpcgate.server.files.uploads import Uploaded
+from hpcgate.server.privsep.replies import Described
 from hpcgate.v1 import utilities_pb2
 
 _TYPES = {
@@ -30,7 +30,7 @@ def _time(ns: int) -> Timestamp:
     return stamp
 
 
-def file_entry(described: dict[str, Any]) -> utilities_pb2.FileEntry:
+def file_entry(described: Described) -> utilities_pb2.FileEntry:
     st = described["stat"]
     mode = int(st["mode"])
     name, path = str(described["name"]), str(described["path"])
