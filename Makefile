@@ -83,6 +83,7 @@ bench: install cluster
 	$(PY) bench/files_bench.py
 	$(PY) bench/transfers_bench.py
 	$(PY) bench/jobs_bench.py
+	$(PY) bench/client_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -112,3 +112,36 @@ def test_named_commands_exist_with_their_options(where: str, argv: list[str]) ->
         assert word in choices, f"{where}: {program} {' '.join(path)} has no command {word!r}"
         path.append(word)
         text = help_of(program, *path)
+
+
+def test_client_reference_examples_compile_and_name_real_methods() -> None:
+    """docs/client.md's Python examples compile (top-level await allowed) and every
+    `client.<area>.<method>`, `job.<attr>` and `task.<attr>` they use exists."""
+    import ast
+
+    from hpcgate.client.jobs import Job
+    from hpcgate.client.tasks import Task
+    from hpcgate.v1 import compute_pb2, tasks_pb2
+
+    text = (ROOT / "docs" / "client.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    assert len(blocks) >= 8
+    for block in blocks:
+        compile(block, "docs/client.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    areas = {"jobs", "files", "tasks", "storage", "status", "account"}
+    prose = text  # signatures in the prose name methods too
+    for area, method in set(re.findall(r"(?<!hpcgate\.)\b(?:client|hpc)\.(\w+)\.(\w+)\(", prose)):
+        assert area in areas, f"docs/client.md: no area {area!r}"
+        owner = {"jobs": "Jobs", "files": "Files", "tasks": "Tasks", "storage": "Storage",
+                 "status": "Status", "account": "Account"}[area]  # fmt: skip
+        module = {"Jobs": "jobs", "Files": "files", "Tasks": "tasks", "Storage": "tasks",
+                  "Status": "status", "Account": "account"}[owner]  # fmt: skip
+        cls = getattr(__import__(f"hpcgate.client.{module}", fromlist=[owner]), owner)
+        assert hasattr(cls, method), f"docs/client.md: {area}.{method} does not exist"
+    handles = {
+        "job": Job(None, compute_pb2.Job()),  # type: ignore[arg-type]
+        "task": Task(None, tasks_pb2.Task()),  # type: ignore[arg-type]
+    }
+    for name, handle in handles.items():
+        for attr in set(re.findall(rf"\b{name}\.(\w+)", prose)) - {"sh"}:
+            assert hasattr(handle, attr), f"docs/client.md: {name}.{attr} does not exist"

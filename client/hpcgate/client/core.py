@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
-TOKEN_ENV = "HPCGATE_TOKEN"
+TOKEN_ENV = "HPCGATE_TOKEN"  # noqa: S105 (the variable's name, not a secret)
 SYSTEM_ENV = "HPCGATE_SYSTEM"
 DEFAULT_TIMEOUT = 60.0  # seconds a unary call may take (streams have none by default)
 # The server keeps grpc's default policy (no pings more often than every 5 minutes

@@ -20,7 +20,7 @@ import shlex
 import stat as stat_module
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, TypeVar, overload
@@ -571,24 +571,40 @@ class Files:
         """One Download from the part's size to the trailer, which must match."""
         request = _with_path(u.DownloadRequest(system=system, offset=part.size), remote)
         header: u.DownloadHeader | None = None
-        async with _closing(self._client.stream(self._stub().Download, request)) as stream:
-            async for message in stream:
-                kind = message.WhichOneof("kind")
-                if kind == "header":
-                    header = message.header
-                    if not part.continues(header):
-                        raise _Stale
-                    meter.learn(header.size)
-                    meter.at(part.size)
-                elif kind == "chunk" and header is not None:
-                    if message.chunk.offset != part.size:
-                        raise DataLoss(f"chunk at offset {message.chunk.offset}, expected "
-                                       f"{part.size}: download again")  # fmt: skip
-                    await asyncio.to_thread(part.append, message.chunk.data, header.mtime.seconds)
-                    meter.at(part.size)
-                elif kind == "trailer" and header is not None:
-                    part.verify(message.trailer, remote)
-                    return header
+        expected = part.size
+        # One chunk is written and hashed in a thread while the next one arrives.
+        writing: asyncio.Future[None] | None = None
+        try:
+            async with _closing(self._client.stream(self._stub().Download, request)) as stream:
+                async for message in stream:
+                    kind = message.WhichOneof("kind")
+                    if kind == "header":
+                        header = message.header
+                        if not part.continues(header):
+                            raise _Stale
+                        meter.learn(header.size)
+                        meter.at(part.size)
+                    elif kind == "chunk" and header is not None:
+                        if message.chunk.offset != expected:
+                            raise DataLoss(f"chunk at offset {message.chunk.offset}, expected "
+                                           f"{expected}: download again")  # fmt: skip
+                        expected += len(message.chunk.data)
+                        if writing is not None:
+                            await writing
+                            meter.at(part.size)
+                        writing = asyncio.ensure_future(asyncio.to_thread(
+                            part.append, message.chunk.data, header.mtime.seconds))  # fmt: skip
+                    elif kind == "trailer" and header is not None:
+                        if writing is not None:
+                            await writing
+                            writing = None
+                            meter.at(part.size)
+                        part.verify(message.trailer, remote)
+                        return header
+        finally:
+            if writing is not None:  # the thread must be done with the file before it closes
+                with suppress(Exception):
+                    await asyncio.shield(writing)
         raise DataLoss(f"the download of {remote!r} ended without its trailer: download again")
 
     async def _download_tree(
