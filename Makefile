@@ -58,6 +58,7 @@ lint: install
 	$(BIN)/ruff format --check client/hpcgate/client server tests bench scripts examples
 	$(BIN)/mypy client/hpcgate/client server/hpcgate/server examples
 	$(BIN)/lint-imports
+	$(PY) scripts/check_slurm_boundary.py
 
 cluster:
 	bash scripts/cluster.sh up

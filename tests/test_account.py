@@ -13,14 +13,15 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from conftest import bearer, fast_config
 from hpcgate.server.api.account import AccountServicer
-from hpcgate.server.api.errors import ApiError
+from hpcgate.server.api.errors import to_status
 from hpcgate.server.app import Gateway
 from hpcgate.server.auth.caller import Caller, reset_caller, set_caller
+from hpcgate.server.errors import Code, DomainError
 from hpcgate.server.slurm.adapter import (
     AccountInfo,
     AssociationInfo,
@@ -252,12 +253,15 @@ async def test_slurmdbd_down_is_unavailable_with_retry_info(
         lambda: servicer.ListProjects(account_pb2.ListProjectsRequest(), None),
         lambda: servicer.GetUser(account_pb2.GetUserRequest(), None),
     ):
-        with called_as("bob"), pytest.raises(ApiError) as e:
+        with called_as("bob"), pytest.raises(DomainError) as e:
             await call()
-        assert e.value.code == grpc.StatusCode.UNAVAILABLE
+        assert e.value.code == Code.UNAVAILABLE
         assert "slurmdbd" in e.value.message and "retry in" in e.value.message
         retry = error_details_pb2.RetryInfo()
-        assert e.value.details[0].Unpack(retry) and retry.retry_delay.seconds > 0
+        details = status_pb2.Status.FromString(
+            dict(to_status(e.value).trailing_metadata)["grpc-status-details-bin"]
+        ).details
+        assert details[0].Unpack(retry) and retry.retry_delay.seconds > 0
 
 
 async def test_list_projects_costs_a_constant_number_of_slurm_calls(
@@ -400,18 +404,18 @@ async def test_user_database_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     servicer = servicer_with(ScriptedAdapter(), tmp_path)
     servicer.directory.timeout = 0.2
     monkeypatch.setattr(pwd, "getpwnam", lambda name: time.sleep(1))  # a hung LDAP
-    with called_as("alice"), pytest.raises(ApiError) as hung:
+    with called_as("alice"), pytest.raises(DomainError) as hung:
         await servicer.GetUser(account_pb2.GetUserRequest(), None)
-    assert hung.value.code == grpc.StatusCode.UNAVAILABLE
+    assert hung.value.code == Code.UNAVAILABLE
     assert "user database" in hung.value.message
 
     def missing(name: str) -> Any:
         raise KeyError(name)
 
     monkeypatch.setattr(pwd, "getpwnam", missing)
-    with called_as("ghost"), pytest.raises(ApiError) as gone:
+    with called_as("ghost"), pytest.raises(DomainError) as gone:
         await servicer.ListGroups(account_pb2.ListGroupsRequest(), None)
-    assert gone.value.code == grpc.StatusCode.NOT_FOUND and "ghost" in gone.value.message
+    assert gone.value.code == Code.NOT_FOUND and "ghost" in gone.value.message
 
 
 async def test_other_slurm_errors_are_not_hidden(tmp_path: Path) -> None:

@@ -177,11 +177,36 @@ user's size and/or time limits)"
     ],
 )
 def test_sbatch_refusals_map_to_canonical_codes(stderr: str, code: str, field: str) -> None:
-    from hpcgate.server.api.compute import _refusal
+    from hpcgate.server.api.compute import refused
+    from hpcgate.server.slurm.job_control import JobControl
 
-    error = _refusal(stderr)
+    error = refused(JobControl.submit_refusal(stderr))
     assert error.code.name == code, error.message
     assert error.message.count("sbatch: error:") == 0 and "Slurm refused the job: " in error.message
     assert stderr.splitlines()[0].removeprefix("sbatch: error: ") in error.message
     if field:
         assert [f for f, _ in error.violations] == [field]
+
+
+def test_sbatch_and_scancel_command_lines_honour_bin_dir_and_cluster() -> None:
+    from pathlib import Path
+
+    from hpcgate.server.slurm.job_control import JobControl, RefusalKind
+
+    jobs = JobControl(Path("/opt/slurm/bin"), "perlmutter")
+    assert jobs.submit_argv(["--job-name=x"], comment="c1") == [
+        "/opt/slurm/bin/sbatch", "-M", "perlmutter", "--parsable", "--comment=c1", "--job-name=x",
+    ]  # fmt: skip
+    assert jobs.submit_argv([], script_path="/home/a/run.sh", script_arguments=["1"])[-2:] == [
+        "/home/a/run.sh", "1",
+    ]  # fmt: skip
+    assert jobs.cancel_argv("42", signal="USR1", batch_only=True) == [
+        "/opt/slurm/bin/scancel", "-M", "perlmutter", "--signal=USR1", "--batch", "42",
+    ]  # fmt: skip
+    assert JobControl().cancel_argv("42") == ["scancel", "42"]
+    assert JobControl.submitted_job_id("1234;perlmutter\n") == "1234"
+    assert JobControl.submitted_job_id("sbatch: warning\n") is None
+    down = "sbatch: error: Batch job submission failed: Unable to contact slurm controller"
+    assert JobControl.submit_refusal(down).kind is RefusalKind.UNAVAILABLE
+    assert JobControl.cancel_refusal("scancel: error: Kill job error on job id 42: Invalid "
+                                     "job id specified").kind is RefusalKind.FAILED  # fmt: skip

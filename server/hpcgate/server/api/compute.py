@@ -50,6 +50,7 @@ from hpcgate.server.config import Config, SystemConfig
 from hpcgate.server.events.hub import JobHub, JobView
 from hpcgate.server.slurm import SlurmAdapter, SlurmError, SlurmUnavailable
 from hpcgate.server.slurm.adapter import JobRecord, PartitionInfo
+from hpcgate.server.slurm.job_control import Refusal, RefusalKind
 from hpcgate.server.state.store import StateStore
 from hpcgate.server.status.prober import Inventory, SystemProber
 from hpcgate.server.users import identity_of
@@ -60,43 +61,6 @@ _JOB_NAME = re.compile(r"^systems/([a-z][a-z0-9-]{0,62})/jobs/(\d+(?:_\d+)?)$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
              "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}  # fmt: skip
-# How Slurm's refusals of a submission map to canonical codes (first match wins): the
-# pattern, the code, for INVALID_ARGUMENT the field the BadRequest names, and what to do.
-# An accounting/QOS refusal comes as two lines, the limit's reason first
-# ("QOSMaxSubmitJobPerUserLimit", "AssocMaxSubmitJobLimit", "QOSMaxWallDurationPerJobLimit")
-# then "Job violates accounting/QOS policy (job submit limit, user's size and/or time
-# limits)".
-_INVALID, _DENIED = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED
-_LIMITS = "AccountService.ListProjects shows your associations' QOS and limits"
-_SBATCH_REFUSALS: list[tuple[re.Pattern[str], grpc.StatusCode, str, str]] = [
-    (re.compile(r"invalid account|not permitted|access denied|user's group not permitted",
-                re.I), _DENIED, "", "use an account, partition and QOS you are allowed"),
-    # A per-job size or time limit (with DenyOnLimit): this job can never run as asked.
-    (re.compile(r"MaxWallDuration\w*PerJob", re.I), _INVALID, "options.time_limit",
-     f"ask for less time; {_LIMITS}"),
-    (re.compile(r"PerJob|PerNode|MinTRES", re.I), _INVALID, "options",
-     f"ask for fewer resources; {_LIMITS}"),
-    # A limit on how many jobs may be queued (MaxSubmitJobs, GrpSubmitJobs) was reached.
-    (re.compile(r"SubmitJob", re.I), grpc.StatusCode.RESOURCE_EXHAUSTED, "",
-     f"you have as many jobs queued as your association or QOS allows: retry when some "
-     f"have ended, or cancel some; {_LIMITS}"),
-    (re.compile(r"accounting/QOS policy", re.I), grpc.StatusCode.RESOURCE_EXHAUSTED, "",
-     f"the job exceeds a limit of your association or QOS; {_LIMITS}"),
-    (re.compile(r"invalid partition", re.I), _INVALID, "options.partition",
-     "ListPartitions shows the partitions"),
-    (re.compile(r"invalid qos", re.I), _INVALID, "options.qos",
-     "AccountService.ListProjects shows the QOS you may use"),
-    (re.compile(r"invalid feature", re.I), _INVALID, "options.constraints",
-     "ListNodes shows the nodes' features"),
-    (re.compile(r"invalid generic resource", re.I), _INVALID, "options.gpus",
-     "ListNodes shows the nodes' GPUs"),
-    (re.compile(r"requested time limit is invalid", re.I), _INVALID, "options.time_limit",
-     "stay within the partition's time limit (ListPartitions)"),
-    (re.compile(r"invalid dependency", re.I), _INVALID, "options.dependency",
-     "name jobs that exist, in Slurm's dependency syntax"),
-    (re.compile(r"node count specification invalid", re.I), _INVALID, "options.nodes",
-     "ask for no more nodes than the partition has (ListPartitions)"),
-]  # fmt: skip
 
 
 @contextmanager
@@ -110,18 +74,17 @@ def slurm_errors(what: str) -> Iterator[None]:
         raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"{what}: {e}") from None
 
 
-def _refusal(message: str) -> DomainError:
-    """The ApiError for sbatch's stderr when it refused a job (each line's `sbatch:
-    error:` dropped, the lines joined with '; ')."""
-    lines = (line.strip().removeprefix("sbatch: error: ").strip() for line in
-             message.splitlines())  # fmt: skip
-    text = "; ".join(line for line in lines if line)
-    for pattern, code, field, hint in _SBATCH_REFUSALS:
-        if pattern.search(text):
-            if code == grpc.StatusCode.INVALID_ARGUMENT:
-                return invalid_argument([(field, f"Slurm refused the job: {text}; {hint}")])
-            return ApiError(code, f"Slurm refused the job: {text}; {hint}")
-    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"Slurm refused the job: {text}")
+def refused(refusal: Refusal) -> DomainError:
+    """The canonical error for a refusal of sbatch or scancel (slurm/job_control.py)."""
+    if refusal.kind is RefusalKind.INVALID:
+        return invalid_argument([(refusal.field, refusal.message)])
+    if refusal.kind is RefusalKind.UNAVAILABLE:
+        return unavailable(refusal.message)
+    code = {
+        RefusalKind.DENIED: grpc.StatusCode.PERMISSION_DENIED,
+        RefusalKind.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }.get(refusal.kind, grpc.StatusCode.FAILED_PRECONDITION)
+    return ApiError(code, refusal.message)
 
 
 class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
@@ -200,6 +163,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         )
         errors.raise_if_any()
         assert system is not None
+        submission.jobs = self.adapters[system.id].jobs
         # Looked up while the request id is recorded (both take a trip to a thread).
         looking_up = asyncio.ensure_future(self._identity(caller))
         looking_up.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -392,9 +356,10 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             raise from_privsep(e, "running sbatch") from None
         if result.returncode != 0:
             message = result.stderr.decode(errors="replace")
-            if "unable to contact slurm controller" in message.lower():
-                raise unavailable(f"the scheduler does not answer: {message.strip()}")
-            if submission.script_path is not None and "unable to open file" in message.lower():
+            refusal = submission.jobs.submit_refusal(message)
+            if refusal.kind is RefusalKind.UNAVAILABLE:
+                raise refused(refusal)
+            if submission.script_path is not None and submission.jobs.script_unreadable(message):
                 # sbatch says the same for a missing and an unreadable script: ask the kernel.
                 try:
                     worker = await self.users.worker(identity)
@@ -415,9 +380,9 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                     raise from_os_error(e, what) from None
                 except privsep.PrivsepError as e:
                     raise from_privsep(e, "checking script_path") from None
-            raise _refusal(message)
-        job_id = result.stdout.decode().strip().split(";")[0]
-        if not job_id.isdigit():
+            raise refused(refusal)
+        job_id = submission.jobs.submitted_job_id(result.stdout.decode(errors="replace"))
+        if job_id is None:
             raise ApiError(grpc.StatusCode.INTERNAL, "sbatch gave no job id")
         return job_id
 
@@ -518,12 +483,9 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"job {job_id} is {job.state}, not running; only a running job can be signalled",
             )
-        argv = ["scancel"]
-        if request.signal:
-            argv.append(f"--signal={signal}")
-        if request.batch_only:
-            argv.append("--batch")
-        argv.append(job_id)
+        jobs = self.adapters[system_id].jobs
+        argv = jobs.cancel_argv(job_id, signal=signal if request.signal else "",
+                                batch_only=request.batch_only)  # fmt: skip
         identity = await self._identity(caller)
         try:
             result = await self.users.run(
@@ -533,10 +495,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         except privsep.PrivsepError as e:
             raise from_privsep(e, "running scancel") from None
         if result.returncode != 0:
-            raise ApiError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"Slurm refused: {result.stderr.decode(errors='replace').strip()}",
-            )
+            raise refused(jobs.cancel_refusal(result.stderr.decode(errors="replace")))
         if system_id in self.hubs:
             self.hubs[system_id].poke()
         view = await self._read_job(system_id, job_id)

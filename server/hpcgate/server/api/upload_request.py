@@ -35,7 +35,7 @@ def upload_target(
         mode=header.mode if header.HasField("mode") else None,
         expected_size=header.expected_size if header.HasField("expected_size") else None,
         expected_sha256=header.expected_sha256,
-        mtime_ns=header.mtime.ToNanoseconds() if header.HasField("mtime") else None,
+        mtime_ns=header.mtime.ToNanoseconds() if mtime is not None else None,
     )
 
 

@@ -1,7 +1,8 @@
-"""SubmitJob's validation and its translation into an sbatch command line.
+"""SubmitJob's validation and its translation into sbatch's options.
 
 Everything a request can get wrong is checked here, before Slurm sees it, and reported
-field by field. The result is an argv for `sbatch --parsable`: no shell ever parses it.
+field by field. The result is the options of `sbatch --parsable` (whose command line the
+system's JobControl, in slurm/, assembles): no shell ever parses it.
 `#SBATCH` lines in the script still apply; options given here come later on sbatch's
 command line and so win, exactly as with sbatch itself.
 """
@@ -15,6 +16,7 @@ from datetime import datetime
 from hpcgate.server.errors import FieldViolations
 from hpcgate.server.slurm import PartitionInfo
 from hpcgate.server.slurm.adapter import JobRecord
+from hpcgate.server.slurm.job_control import JobControl
 from hpcgate.v1 import compute_pb2
 
 # Slurm's time limit forms: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
@@ -70,17 +72,11 @@ class Submission:
     script_arguments: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     working_directory: str = ""
+    jobs: JobControl = field(default_factory=JobControl)  # the system's sbatch
 
     def argv(self, comment: str | None) -> list[str]:
-        argv = ["sbatch", "--parsable", *self.options]
-        if comment:
-            argv.insert(2, f"--comment={comment}")
-        if self.script_path is not None:
-            return [*argv, self.script_path, *self.script_arguments]
-        if not self.script_arguments:
-            return argv  # sbatch reads the inline script from its standard input
-        # With arguments the script needs a file name: /dev/stdin (the pipe is the user's).
-        return [*argv, "/dev/stdin", *self.script_arguments]
+        return self.jobs.submit_argv(self.options, comment=comment, script_path=self.script_path,
+                                     script_arguments=self.script_arguments)  # fmt: skip
 
 
 def _check_word(value: str, field_name: str, errors: FieldViolations) -> bool:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Protocol
 
+from hpcgate.server.slurm.job_control import JobControl
+
 # Node states in which a node cannot take new work, as Slurm spells them (upper case).
 UNAVAILABLE_NODE_STATES = frozenset(
     {
@@ -347,7 +349,12 @@ class UsageRecord:
 
 
 class SlurmAdapter(Protocol):
-    """Async access to one Slurm cluster. Implementations never block the event loop."""
+    """Async access to one Slurm cluster. Implementations never block the event loop.
+
+    `jobs` builds the command lines of submission and cancellation (and reads their
+    answers); those commands run as the caller, so the compute domain runs them."""
+
+    jobs: JobControl
 
     async def ping(self) -> ControllerPing:
         """Ping the controller(s). Never raises for an unreachable controller: up=False."""

@@ -23,6 +23,7 @@ from hpcgate.server.slurm.adapter import (
     UserAssociations,
 )
 from hpcgate.server.slurm.commands import SlurmCommands
+from hpcgate.server.slurm.job_control import JobControl
 from hpcgate.server.slurm.parsing import (
     ACCOUNT_FIELDS,
     SACCT_DELIMITER,
@@ -59,6 +60,7 @@ class CommandLineAdapter:
 
     def __init__(self, settings: SlurmConfig) -> None:
         self.commands = SlurmCommands(settings.bin_dir, settings.command_timeout, settings.cluster)
+        self.jobs = JobControl(settings.bin_dir, settings.cluster)
         self._cluster_args = ("-M", settings.cluster) if settings.cluster else ()
         self._nodes_via_scontrol = False  # switched on for Slurm >= 23.02 (see nodes())
         # The cluster whose accounting we read: the configured one, else the local

@@ -773,6 +773,7 @@ class PyslurmAdapter:
         # sshare, sreport and sacctmgr (accounts, user associations) have no pyslurm
         # counterpart: those four methods use Slurm's tools.
         self.cli = CommandLineAdapter(settings)
+        self.jobs = self.cli.jobs  # sbatch/scancel run as the caller: Slurm's tools
         # Load pyslurm once now (in a worker) so a missing or mismatched pyslurm
         # fails at start-up with a clear message rather than on the first request.
         executor = self._get_executor()
