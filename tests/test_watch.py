@@ -239,3 +239,30 @@ async def test_a_slow_consumer_is_cut_off_not_buffered() -> None:
         hub.revision - 1,
         hub.revision,
     ]
+
+
+async def test_a_slurmdbd_that_hangs_never_delays_queue_events(stub, gateway) -> None:
+    """Accounting is read apart from the queue polls: with every sacct taking 30 s, a
+    watcher still sees the job start and end as squeue shows them."""
+    hub = gateway.hubs["local"]
+    real = hub.adapter.accounting_jobs
+
+    async def hanging(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(30)
+        return await real(*args, **kwargs)
+
+    hub.adapter.accounting_jobs = hanging
+    try:
+        heartbeat = duration_pb2.Duration(seconds=1)
+        stream = stub.WatchJobs(
+            S.WatchJobsRequest(parent="systems/local", heartbeat_interval=heartbeat),
+            metadata=bearer(gateway, "alice"),
+        )
+        assert (await stream.read()).WhichOneof("kind") == "snapshot"
+        job = await submit(stub, gateway, "alice", "#!/bin/sh\nsleep 2\n", stdout_path="/dev/null")
+        messages = await events_until(stream, job.job_id, S.JOB_STATE_COMPLETED, timeout=20)
+        states = [e.state for e in job_events(messages, job.job_id)]
+        assert S.JOB_STATE_RUNNING in states and states[-1] == S.JOB_STATE_COMPLETED
+        stream.cancel()
+    finally:
+        hub.adapter.accounting_jobs = real

@@ -153,6 +153,10 @@ class JobHub:
         self._backfilled = settings.backfill <= 0
         self._lookups: dict[str, asyncio.Future[JobView | None]] = {}
         self.accounting_calls = 0
+        # Jobs that left the queue unseen, for the next accounting read; and the signal
+        # that one is wanted (the poller never waits for slurmdbd: see `run`).
+        self._vanished: set[str] = set()
+        self._accounting_wanted = asyncio.Event()
 
     # -- reading ------------------------------------------------------------------------
 
@@ -322,7 +326,23 @@ class JobHub:
             subscription.offer(notice)
 
     async def poll_once(self) -> bool:
-        """One poll; returns whether anything changed."""
+        """One poll of the queue, then the accounting it calls for; returns whether
+        anything changed. (The poller runs the two apart: see `run`.)"""
+        before = self.revision
+        await self.poll_queue()
+        await self.read_accounting()
+        return self.revision != before
+
+    async def read_accounting(self) -> None:
+        """Accounting for every job that needs it now (and the backfill, until done)."""
+        vanished, self._vanished = self._vanished, set()
+        await self._refresh_accounting(vanished)
+        if not self._backfilled:
+            await self._backfill()
+
+    async def poll_queue(self) -> bool:
+        """One `squeue` of the whole queue, diffed against the last; returns whether
+        anything changed. Jobs that need accounting are noted for `read_accounting`."""
         before = self.revision
         try:
             queue = await self.adapter.queue_jobs()
@@ -346,9 +366,9 @@ class JobHub:
         self.last_poll = time.monotonic()
         self.polls += 1
         self._first_poll.set()
-        await self._refresh_accounting(vanished)
-        if not self._backfilled:
-            await self._backfill()
+        self._vanished |= vanished
+        if self._due or vanished or not self._backfilled or self._accounting_due(set()):
+            self._accounting_wanted.set()
         return self.revision != before
 
     def _accounting_due(self, vanished: set[str]) -> list[str]:
@@ -490,13 +510,35 @@ class JobHub:
                 del self._finished_at[job_id]
 
     async def run(self) -> None:
-        """Poll forever: fast while watched or busy, slower and slower when idle."""
+        """Poll forever: fast while watched or busy, slower and slower when idle.
+
+        Accounting is read by a task of its own, woken after each poll that calls for it:
+        a slow or absent slurmdbd (each call may take `command_timeout`) never delays the
+        queue polls, so state changes and controller outages still reach watchers."""
         await self.load_archive()
+        accountant = asyncio.get_running_loop().create_task(self._read_accounting_forever())
+        try:
+            await self._poll_forever()
+        finally:
+            accountant.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await accountant
+
+    async def _read_accounting_forever(self) -> None:
+        while True:
+            await self._accounting_wanted.wait()
+            self._accounting_wanted.clear()
+            try:
+                await self.read_accounting()
+            except Exception:
+                log.exception("accounting read of %s failed", self.system_id)
+
+    async def _poll_forever(self) -> None:
         interval = self.settings.poll_floor
         while True:
             started = time.monotonic()
             try:
-                changed = await self.poll_once()
+                changed = await self.poll_queue()
             except Exception:
                 log.exception("job poll of %s failed", self.system_id)
                 changed = False
