@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hpcgate.server.api.errors import FieldViolations
-from hpcgate.server.compute.submit import build_submission, parse_time_limit
+from hpcgate.server.api.submit_request import build_submission, parse_time_limit
 from hpcgate.server.slurm import PartitionInfo
 from hpcgate.v1 import compute_pb2
 

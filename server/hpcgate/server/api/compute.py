@@ -36,6 +36,7 @@ from hpcgate.server.api.job_streams import read_job_output, watch_jobs
 from hpcgate.server.api.pagination import check_page_request, paginate
 from hpcgate.server.api.resources import lookup_system, unknown_system
 from hpcgate.server.api.streaming import heartbeat_interval
+from hpcgate.server.api.submit_request import Submission, build_submission, submitted_record
 from hpcgate.server.api.timeconv import read_timestamp
 from hpcgate.server.auth.caller import Caller, current_caller
 from hpcgate.server.compute.idempotency import (
@@ -45,7 +46,6 @@ from hpcgate.server.compute.idempotency import (
     request_fingerprint,
 )
 from hpcgate.server.compute.jobs import JobReader
-from hpcgate.server.compute.submit import Submission, build_submission, submitted_record
 from hpcgate.server.config import Config, SystemConfig
 from hpcgate.server.events.hub import JobHub, JobView
 from hpcgate.server.slurm import SlurmAdapter, SlurmError, SlurmUnavailable

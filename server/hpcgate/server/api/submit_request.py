@@ -1,4 +1,5 @@
-"""SubmitJob's validation and its translation into sbatch's options.
+"""SubmitJob's request checks and its translation into sbatch's options (the edge: it
+reads the request message).
 
 Everything a request can get wrong is checked here, before Slurm sees it, and reported
 field by field. The result is the options of `sbatch --parsable` (whose command line the
