@@ -1,10 +1,12 @@
 """Fails when a Slurm command is named outside the scheduler port (server/.../slurm/).
 
 Slurm command lines and the parsing of their output live only in `slurm/`. This looks
-at every string literal of the server's other modules (docstrings and comments are
-prose and do not count) and reports one that is a Slurm command's name, alone or at the
-start of a command line ("sbatch", "squeue -h ..."; a message such as "sbatch gave no job
-id" is prose). Usage:
+at every string literal (f-string parts included) of the server's other modules and
+reports one that names a Slurm command as a command line would: its first word, without
+any directory, is a Slurm command, alone or followed by an option or a subcommand
+("sbatch", "/opt/slurm/bin/squeue", "squeue -h ...", "scontrol show config"). Docstrings
+and comments are prose and do not count, and neither do messages that mention a command
+("running sbatch", "sbatch gave no job id"). Usage:
 
     python scripts/check_slurm_boundary.py [SERVER_PACKAGE_DIR]
 """
@@ -18,6 +20,12 @@ from pathlib import Path
 COMMANDS = frozenset({
     "sbatch", "scancel", "squeue", "sacct", "scontrol", "sinfo", "sacctmgr", "sshare",
     "sreport", "srun", "salloc", "sprio", "sstat", "sdiag", "strigger", "sbcast",
+})  # fmt: skip
+# What may follow a command's name on a command line besides options (scontrol's,
+# sacctmgr's and sreport's subcommands).
+SUBCOMMANDS = frozenset({
+    "show", "list", "update", "ping", "create", "add", "modify", "delete", "remove", "hold",
+    "release", "requeue", "suspend", "resume", "reconfigure", "cluster", "job", "user",
 })  # fmt: skip
 DEFAULT = Path(__file__).resolve().parents[1] / "server" / "hpcgate" / "server"
 
@@ -33,16 +41,22 @@ def docstrings(tree: ast.AST) -> set[int]:
     return found
 
 
+def names_a_command(text: str) -> bool:
+    words = text.split()
+    if not words or words[0].rpartition("/")[2] not in COMMANDS:
+        return False
+    return len(words) == 1 or words[1].startswith("-") or words[1] in SUBCOMMANDS
+
+
 def offences(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(), str(path))
     skip = docstrings(tree)
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
-            first, _, rest = node.value.strip().partition(" ")
-            if first in COMMANDS and (not rest or rest.startswith("-")):
-                found.append((node.lineno, node.value))
-    return found
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        and id(node) not in skip and names_a_command(node.value)
+    ]  # fmt: skip
 
 
 def main() -> int:

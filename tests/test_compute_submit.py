@@ -7,6 +7,7 @@ import pytest
 from hpcgate.server.api.errors import FieldViolations
 from hpcgate.server.api.submit_request import build_submission, parse_time_limit
 from hpcgate.server.slurm import PartitionInfo
+from hpcgate.server.slurm.job_control import JobControl
 from hpcgate.v1 import compute_pb2
 
 PARTS = [
@@ -39,7 +40,7 @@ def test_bad_time_limits(text: str) -> None:
 
 def build(request: compute_pb2.SubmitJobRequest, parts: list[PartitionInfo] = PARTS):
     errors = FieldViolations()
-    sub = build_submission(request, parts, 1024, errors)
+    sub = build_submission(request, parts, 1024, errors, JobControl())
     return sub, {f for f, _ in errors.violations}
 
 

@@ -1,11 +1,13 @@
-"""Every Slurm command honours the system's `slurm.bin_dir`, SubmitJob's sbatch and
-CancelJob's scancel included (they run as the caller): the bin_dir here holds wrappers that
-log each call and exec the real tool. A check that no Slurm command is named outside
-slurm/ runs in `make lint` (scripts/check_slurm_boundary.py) and here."""
+"""Every Slurm command honours the system's `slurm.bin_dir` and `slurm.cluster` (`-M`),
+SubmitJob's sbatch and CancelJob's scancel included (they run as the caller): the bin_dir
+here holds wrappers that log each call and exec the real tool. A check that no Slurm
+command is named outside slurm/ runs in `make lint` (scripts/check_slurm_boundary.py) and
+here."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +22,6 @@ import pytest
 from conftest import GatewayFactory, bearer, fast_config
 from hpcgate.v1 import compute_pb2, compute_pb2_grpc
 
-pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ("sbatch", "scancel", "squeue", "sacct", "scontrol", "sinfo", "sacctmgr", "sshare",
          "sreport")  # fmt: skip
@@ -28,6 +29,15 @@ WRAPPER = """#!/bin/sh
 echo "$(id -un) $(basename "$0") $*" >> {log}
 exec {real} "$@"
 """
+
+
+def local_cluster_name() -> str:
+    """The local Slurm's ClusterName (registered in its slurmdbd, so `-M` reaches it)."""
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                            check=True).stdout  # fmt: skip
+    match = re.search(r"^ClusterName\s*=\s*(\S+)", config, re.M)
+    assert match is not None, "scontrol show config names no ClusterName"
+    return match.group(1)
 
 
 @pytest.fixture
@@ -49,14 +59,17 @@ def bin_dir() -> Iterator[tuple[Path, Path]]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+@pytest.mark.parametrize("with_cluster", [False, True], ids=["bin_dir", "bin_dir+cluster"])
 async def test_submit_and_cancel_run_through_bin_dir(
     slurm_cluster: None, gateway_factory: GatewayFactory, tmp_path: Path,
-    bin_dir: tuple[Path, Path],
+    bin_dir: tuple[Path, Path], with_cluster: bool,
 ) -> None:  # fmt: skip
     directory, log = bin_dir
+    cluster = local_cluster_name() if with_cluster else ""
     config = fast_config(tmp_path)
-    system = replace(config.systems[0], slurm=replace(config.systems[0].slurm, bin_dir=directory))
-    gateway = await gateway_factory(replace(config, systems=(system,)))
+    slurm = replace(config.systems[0].slurm, bin_dir=directory, cluster=cluster)
+    gateway = await gateway_factory(replace(config, systems=(replace(config.systems[0],
+                                                                     slurm=slurm),)))  # fmt: skip
     metadata = bearer(gateway, "alice", ("read", "execute"))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
         stub = compute_pb2_grpc.ComputeServiceStub(channel)
@@ -68,16 +81,20 @@ async def test_submit_and_cancel_run_through_bin_dir(
             metadata=metadata,
         )  # fmt: skip
         job = submitted.job.name
-        await stub.CancelJob(compute_pb2.CancelJobRequest(name=job), metadata=metadata)
+        cancelled = await stub.CancelJob(compute_pb2.CancelJobRequest(name=job), metadata=metadata)
         for _ in range(100):  # the hub's reads go through the wrappers too
             calls = log.read_text().splitlines()
             if any(" squeue " in c for c in calls):
                 break
             await asyncio.sleep(0.1)
     job_id = submitted.job.job_id
-    assert any(c.startswith("alice sbatch --parsable") for c in calls), calls
-    assert f"alice scancel {job_id}" in calls, calls
-    assert any(c.startswith("root squeue ") for c in calls), calls
+    assert job_id.isdigit() and cancelled.job.job_id == job_id  # `ID;CLUSTER` read right
+    clusters = f"-M {cluster} " if cluster else ""
+    assert any(c.startswith(f"alice sbatch {clusters}--parsable") for c in calls), calls
+    assert f"alice scancel {clusters}{job_id}" in calls, calls
+    assert any(c.startswith(f"root squeue {clusters}") for c in calls), calls
+    if not cluster:
+        assert not any(" -M " in c for c in calls), calls
 
 
 def test_no_slurm_command_is_named_outside_slurm() -> None:
@@ -91,10 +108,16 @@ def test_the_boundary_check_catches_a_slurm_command_elsewhere(tmp_path: Path) ->
     (package / "slurm").mkdir(parents=True)
     (package / "slurm" / "ok.py").write_text('ARGV = ["squeue", "-h"]\n')
     (package / "compute").mkdir()
-    (package / "compute" / "bad.py").write_text('"""sbatch is fine in a docstring."""\n'
-                                                'ARGV = ["scancel", job_id]\n')  # fmt: skip
+    (package / "compute" / "bad.py").write_text(
+        '"""sbatch is fine in a docstring."""\n'
+        'ARGV = ["scancel", job_id]  # scancel is fine in a comment\n'
+        'LINE = "squeue -h -o %i"\n'
+        'SHOW = ("scontrol show config", f"{BIN}/sacct")\n'
+        'ERRORS = ("running sbatch", "sbatch gave no job id", "fair share (sshare)")\n'
+    )  # fmt: skip
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_slurm_boundary.py"),
                            str(package)], capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 1
-    assert "compute/bad.py:2" in done.stdout and "scancel" in done.stdout
-    assert "ok.py" not in done.stdout and "docstring" not in done.stdout
+    found = sorted(line.split(": ")[1] for line in done.stdout.splitlines())
+    assert found == ["'/sacct'", "'scancel'", "'scontrol show config'", "'squeue -h -o %i'"]
+    assert all(line.startswith("compute/bad.py:") for line in done.stdout.splitlines())

@@ -28,7 +28,6 @@ from hpcgate.server.api.errors import (
     FieldViolations,
     from_os_error,
     from_privsep,
-    invalid_argument,
     not_found,
     unavailable,
 )
@@ -47,10 +46,11 @@ from hpcgate.server.compute.idempotency import (
 )
 from hpcgate.server.compute.jobs import JobReader
 from hpcgate.server.config import Config, SystemConfig
+from hpcgate.server.errors import from_refusal
 from hpcgate.server.events.hub import JobHub, JobView
 from hpcgate.server.slurm import SlurmAdapter, SlurmError, SlurmUnavailable
 from hpcgate.server.slurm.adapter import JobRecord, PartitionInfo
-from hpcgate.server.slurm.job_control import Refusal, RefusalKind
+from hpcgate.server.slurm.job_control import JobControl, RefusalKind
 from hpcgate.server.state.store import StateStore
 from hpcgate.server.status.prober import Inventory, SystemProber
 from hpcgate.server.users import identity_of
@@ -74,17 +74,7 @@ def slurm_errors(what: str) -> Iterator[None]:
         raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"{what}: {e}") from None
 
 
-def refused(refusal: Refusal) -> DomainError:
-    """The canonical error for a refusal of sbatch or scancel (slurm/job_control.py)."""
-    if refusal.kind is RefusalKind.INVALID:
-        return invalid_argument([(refusal.field, refusal.message)])
-    if refusal.kind is RefusalKind.UNAVAILABLE:
-        return unavailable(refusal.message)
-    code = {
-        RefusalKind.DENIED: grpc.StatusCode.PERMISSION_DENIED,
-        RefusalKind.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    }.get(refusal.kind, grpc.StatusCode.FAILED_PRECONDITION)
-    return ApiError(code, refusal.message)
+refused = from_refusal  # what sbatch's and scancel's refusals mean (errors.py)
 
 
 class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
@@ -158,12 +148,12 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         if request.request_id and not _REQUEST_ID.match(request.request_id):
             errors.add("request_id", "use 1-128 letters, digits and . _ : -")
         partitions = await self._partitions(system.id) if system is not None else []
+        jobs = self.adapters[system.id].jobs if system is not None else JobControl()
         submission = build_submission(
-            request, partitions, self.config.compute.max_script_bytes, errors
+            request, partitions, self.config.compute.max_script_bytes, errors, jobs
         )
         errors.raise_if_any()
         assert system is not None
-        submission.jobs = self.adapters[system.id].jobs
         # Looked up while the request id is recorded (both take a trip to a thread).
         looking_up = asyncio.ensure_future(self._identity(caller))
         looking_up.add_done_callback(lambda f: f.cancelled() or f.exception())

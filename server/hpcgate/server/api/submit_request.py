@@ -65,15 +65,16 @@ def parse_time_limit(text: str) -> int | None:
 
 @dataclass
 class Submission:
-    """What to run: sbatch's options, and the script (inline bytes or a path on the system)."""
+    """What to run: sbatch's options, and the script (inline bytes or a path on the system),
+    on the system whose `jobs` (bin_dir, cluster) builds the command line."""
 
+    jobs: JobControl
     options: list[str] = field(default_factory=list)
     script: bytes | None = None
     script_path: str | None = None
     script_arguments: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     working_directory: str = ""
-    jobs: JobControl = field(default_factory=JobControl)  # the system's sbatch
 
     def argv(self, comment: str | None) -> list[str]:
         return self.jobs.submit_argv(self.options, comment=comment, script_path=self.script_path,
@@ -92,9 +93,11 @@ def build_submission(
     partitions: list[PartitionInfo],
     max_script_bytes: int,
     errors: FieldViolations,
+    jobs: JobControl,
 ) -> Submission:
-    """Validate `request` (recording every bad field in `errors`) and build the submission."""
-    sub = Submission()
+    """Validate `request` (recording every bad field in `errors`) and build the submission
+    for the system whose sbatch `jobs` describes."""
+    sub = Submission(jobs)
     source = request.WhichOneof("script_source")
     if source is None:
         errors.add("script", "give either script (the batch script's text) or script_path")

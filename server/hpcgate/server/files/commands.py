@@ -269,12 +269,15 @@ class _Execution:
     async def _watch(self) -> None:
         await asyncio.sleep(self.spec.timeout)
         assert self.proc is not None
-        leader_running = self.proc.returncode is None
-        # A group that is already empty is not a timeout: only its output is still on
-        # its way to a slow client.
-        if not await self._signal(signal.SIGTERM) and not leader_running:
-            return
-        self.timed_out = True
+        if self.proc.returncode is None:
+            # Decided before signalling: the leader may die of SIGTERM, and `finish` cancel
+            # this task, before the worker has even answered the killpg.
+            self.timed_out = True
+            await self._signal(signal.SIGTERM)
+        elif await self._signal(signal.SIGTERM):
+            self.timed_out = True  # the leader is gone but the group still ran
+        else:
+            return  # an empty group is no timeout: only output is on its way to a slow client
         await asyncio.sleep(self.kill_grace)
         await self._signal(signal.SIGKILL)
 
