@@ -661,8 +661,8 @@ ensure_cluster_in_db() {
     fi
 }
 
-# Accounts alpha (alice, bob, root) and beta (bob); alice defaults to alpha,
-# bob to beta. Two sacctmgr look-ups when nothing is missing.
+# Accounts alpha (alice, bob, root; alice coordinates it) and beta (bob); alice defaults
+# to alpha, bob to beta. Three sacctmgr look-ups when nothing is missing.
 ensure_slurm_accounts() {
     local assocs users spec u a def changed=0
     # cluster|account|user rows; an account's own row has an empty user.
@@ -699,6 +699,11 @@ ensure_slurm_accounts() {
             sacct_add modify user where name="$u" set DefaultAccount="$def"
         fi
     done
+    # alice coordinates alpha (she may add and remove its members); bob coordinates nothing.
+    if ! q sacctmgr -n -P show account alpha withcoord format=Coordinators | grep -qw alice; then
+        say "making alice a coordinator of alpha"
+        sacct_add add coordinator account=alpha names=alice
+    fi
 }
 
 # -------------------------------------------------------------- commands ---
@@ -792,7 +797,7 @@ cmd_up() {
     printf 'cluster %s up in %ss\n' "$CLUSTER" "$secs"
     printf '  node        %s (%s), CPUs=%s RealMemory=%s\n' "$NODE" "$(node_state)" "$NODE_CPUS" "$NODE_MEM"
     printf '  partitions  debug (default, 1:00:00), long (2-00:00:00)\n'
-    printf '  accounts    alpha: alice bob root; beta: bob\n'
+    printf '  accounts    alpha: alice (coordinator) bob root; beta: bob\n'
     printf '  users       alice (default alpha), bob (default beta); group %s\n' "$SHARED_GROUP"
     printf '  daemons     '
     for d in "${DAEMONS[@]}"; do

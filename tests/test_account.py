@@ -22,6 +22,7 @@ from hpcgate.server.api.errors import to_status
 from hpcgate.server.app import Gateway
 from hpcgate.server.auth.caller import Caller, reset_caller, set_caller
 from hpcgate.server.errors import Code, DomainError
+from hpcgate.server.privsep import PrivilegeSeparation
 from hpcgate.server.slurm.adapter import (
     AccountInfo,
     AssociationInfo,
@@ -241,7 +242,8 @@ async def test_a_caller_without_an_account_is_not_found(
 
 def servicer_with(adapter: SlurmAdapter, tmp_path: Path) -> AccountServicer:
     config = fast_config(tmp_path)
-    return AccountServicer(config, {config.systems[0].id: adapter})
+    # Reads only: the privilege separation for member changes is never started.
+    return AccountServicer(config, {config.systems[0].id: adapter}, PrivilegeSeparation())
 
 
 async def test_slurmdbd_down_is_unavailable_with_retry_info(

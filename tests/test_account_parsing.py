@@ -13,6 +13,7 @@ from hpcgate.server.slurm.parsing import (
     parse_cluster_name,
     parse_fair_share,
     parse_tres,
+    parse_tres_used,
     parse_usage,
     parse_user_associations,
     parse_user_default_account,
@@ -118,16 +119,25 @@ def test_accounts_with_descriptions_and_parents() -> None:
     assert accounts["beta"].description == "bob's second project"
     assert accounts["alpha"].organization == "hpcgate"
     assert accounts["alpha"].parent == "root" and accounts["alpha"].cluster == "hpcgate"
+    assert accounts["alpha"].coordinators == ("alice",) and not accounts["beta"].coordinators
 
 
 def test_accounts_skip_user_rows_and_accounts_off_the_cluster() -> None:
     out = (
-        "alpha|hpcgate||root|hpcgate|a|b|c\n"  # separators inside the description are kept
-        "alpha|hpcgate|bob||hpcgate|a\n"  # a user's association
-        "beta|||||\n"  # no association on the queried cluster
+        "alpha|hpcgate||root|hpcgate|cpu=6000|alice,carol|a|b|c\n"  # "|" in the description
+        "alpha|hpcgate|bob||hpcgate|||a\n"  # a user's association
+        "beta|||||||\n"  # no association on the queried cluster
     )
     accounts = parse_accounts(out)
     assert [(a.name, a.description) for a in accounts] == [("alpha", "a|b|c")]
+    assert accounts[0].coordinators == ("alice", "carol")
+    assert accounts[0].group_tres_minutes == {"cpu": 6000}
+
+
+def test_allocation_usage_is_the_accounts_own_sshare_row() -> None:
+    out = "alpha||cpu=1234,mem=0,billing=99\n alpha|alice|cpu=1000\nbeta||cpu=0\n"
+    assert parse_tres_used(out) == {"alpha": {"cpu": 1234, "mem": 0, "billing": 99},
+                                    "beta": {"cpu": 0}}  # fmt: skip
 
 
 def test_fair_share_under_priority_basic_is_not_computed() -> None:

@@ -61,6 +61,21 @@ class AccountServiceStub:
                 request_serializer=hpcgate_dot_v1_dot_account__pb2.ListGroupsRequest.SerializeToString,
                 response_deserializer=hpcgate_dot_v1_dot_account__pb2.ListGroupsResponse.FromString,
                 _registered_method=True)
+        self.ListProjectMembers = channel.unary_unary(
+                '/hpcgate.v1.AccountService/ListProjectMembers',
+                request_serializer=hpcgate_dot_v1_dot_account__pb2.ListProjectMembersRequest.SerializeToString,
+                response_deserializer=hpcgate_dot_v1_dot_account__pb2.ListProjectMembersResponse.FromString,
+                _registered_method=True)
+        self.AddProjectMember = channel.unary_unary(
+                '/hpcgate.v1.AccountService/AddProjectMember',
+                request_serializer=hpcgate_dot_v1_dot_account__pb2.AddProjectMemberRequest.SerializeToString,
+                response_deserializer=hpcgate_dot_v1_dot_account__pb2.AddProjectMemberResponse.FromString,
+                _registered_method=True)
+        self.RemoveProjectMember = channel.unary_unary(
+                '/hpcgate.v1.AccountService/RemoveProjectMember',
+                request_serializer=hpcgate_dot_v1_dot_account__pb2.RemoveProjectMemberRequest.SerializeToString,
+                response_deserializer=hpcgate_dot_v1_dot_account__pb2.RemoveProjectMemberResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -106,6 +121,45 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProjectMembers(self, request, context):
+        """Lists the members of a project the caller belongs to, by user name, with their
+        role and per-user limits in the project.
+        Scope: `read`.
+        Errors: INVALID_ARGUMENT for a malformed project name; NOT_FOUND when the project
+        does not exist or the caller is not one of its members.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddProjectMember(self, request, context):
+        """Adds a user to a project (`sacctmgr add user`), optionally with per-user limits,
+        run as the caller: Slurm lets the project's coordinators (and its administrators)
+        do it, and nobody else. The change is written to the audit log.
+        Scope: `write`.
+        Errors: INVALID_ARGUMENT for a malformed project or user name or limit;
+        NOT_FOUND for a user who does not exist on the system, or a project that does not;
+        PERMISSION_DENIED with Slurm's reason when the caller may not change the project;
+        ALREADY_EXISTS when the user is a member already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveProjectMember(self, request, context):
+        """Removes a user from a project (`sacctmgr remove user ... account=`), as the caller:
+        only the project's coordinators (and administrators) may. Their running jobs are
+        not touched; new submissions under the project are refused. Audited.
+        Scope: `write`.
+        Errors: INVALID_ARGUMENT for a malformed name; NOT_FOUND when the user is not a
+        member; PERMISSION_DENIED with Slurm's reason when the caller may not change the
+        project; FAILED_PRECONDITION when Slurm refuses for another reason (e.g. it is the
+        user's default account and their last).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +177,21 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.ListGroups,
                     request_deserializer=hpcgate_dot_v1_dot_account__pb2.ListGroupsRequest.FromString,
                     response_serializer=hpcgate_dot_v1_dot_account__pb2.ListGroupsResponse.SerializeToString,
+            ),
+            'ListProjectMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjectMembers,
+                    request_deserializer=hpcgate_dot_v1_dot_account__pb2.ListProjectMembersRequest.FromString,
+                    response_serializer=hpcgate_dot_v1_dot_account__pb2.ListProjectMembersResponse.SerializeToString,
+            ),
+            'AddProjectMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddProjectMember,
+                    request_deserializer=hpcgate_dot_v1_dot_account__pb2.AddProjectMemberRequest.FromString,
+                    response_serializer=hpcgate_dot_v1_dot_account__pb2.AddProjectMemberResponse.SerializeToString,
+            ),
+            'RemoveProjectMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveProjectMember,
+                    request_deserializer=hpcgate_dot_v1_dot_account__pb2.RemoveProjectMemberRequest.FromString,
+                    response_serializer=hpcgate_dot_v1_dot_account__pb2.RemoveProjectMemberResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +287,87 @@ class AccountService:
             '/hpcgate.v1.AccountService/ListGroups',
             hpcgate_dot_v1_dot_account__pb2.ListGroupsRequest.SerializeToString,
             hpcgate_dot_v1_dot_account__pb2.ListGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjectMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpcgate.v1.AccountService/ListProjectMembers',
+            hpcgate_dot_v1_dot_account__pb2.ListProjectMembersRequest.SerializeToString,
+            hpcgate_dot_v1_dot_account__pb2.ListProjectMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddProjectMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpcgate.v1.AccountService/AddProjectMember',
+            hpcgate_dot_v1_dot_account__pb2.AddProjectMemberRequest.SerializeToString,
+            hpcgate_dot_v1_dot_account__pb2.AddProjectMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveProjectMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpcgate.v1.AccountService/RemoveProjectMember',
+            hpcgate_dot_v1_dot_account__pb2.RemoveProjectMemberRequest.SerializeToString,
+            hpcgate_dot_v1_dot_account__pb2.RemoveProjectMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,33 @@ class AccountServiceStub:
     """Lists the POSIX groups of the caller (primary first, then by name) with members.
     Scope: `read`.
     """
+    ListProjectMembers: _grpc.UnaryUnaryMultiCallable[_account_pb2.ListProjectMembersRequest, _account_pb2.ListProjectMembersResponse]
+    """Lists the members of a project the caller belongs to, by user name, with their
+    role and per-user limits in the project.
+    Scope: `read`.
+    Errors: INVALID_ARGUMENT for a malformed project name; NOT_FOUND when the project
+    does not exist or the caller is not one of its members.
+    """
+    AddProjectMember: _grpc.UnaryUnaryMultiCallable[_account_pb2.AddProjectMemberRequest, _account_pb2.AddProjectMemberResponse]
+    """Adds a user to a project (`sacctmgr add user`), optionally with per-user limits,
+    run as the caller: Slurm lets the project's coordinators (and its administrators)
+    do it, and nobody else. The change is written to the audit log.
+    Scope: `write`.
+    Errors: INVALID_ARGUMENT for a malformed project or user name or limit;
+    NOT_FOUND for a user who does not exist on the system, or a project that does not;
+    PERMISSION_DENIED with Slurm's reason when the caller may not change the project;
+    ALREADY_EXISTS when the user is a member already.
+    """
+    RemoveProjectMember: _grpc.UnaryUnaryMultiCallable[_account_pb2.RemoveProjectMemberRequest, _account_pb2.RemoveProjectMemberResponse]
+    """Removes a user from a project (`sacctmgr remove user ... account=`), as the caller:
+    only the project's coordinators (and administrators) may. Their running jobs are
+    not touched; new submissions under the project are refused. Audited.
+    Scope: `write`.
+    Errors: INVALID_ARGUMENT for a malformed name; NOT_FOUND when the user is not a
+    member; PERMISSION_DENIED with Slurm's reason when the caller may not change the
+    project; FAILED_PRECONDITION when Slurm refuses for another reason (e.g. it is the
+    user's default account and their last).
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -94,6 +121,33 @@ class AccountServiceAsyncStub(AccountServiceStub):
     ListGroups: _aio.UnaryUnaryMultiCallable[_account_pb2.ListGroupsRequest, _account_pb2.ListGroupsResponse]  # type: ignore[assignment]
     """Lists the POSIX groups of the caller (primary first, then by name) with members.
     Scope: `read`.
+    """
+    ListProjectMembers: _aio.UnaryUnaryMultiCallable[_account_pb2.ListProjectMembersRequest, _account_pb2.ListProjectMembersResponse]  # type: ignore[assignment]
+    """Lists the members of a project the caller belongs to, by user name, with their
+    role and per-user limits in the project.
+    Scope: `read`.
+    Errors: INVALID_ARGUMENT for a malformed project name; NOT_FOUND when the project
+    does not exist or the caller is not one of its members.
+    """
+    AddProjectMember: _aio.UnaryUnaryMultiCallable[_account_pb2.AddProjectMemberRequest, _account_pb2.AddProjectMemberResponse]  # type: ignore[assignment]
+    """Adds a user to a project (`sacctmgr add user`), optionally with per-user limits,
+    run as the caller: Slurm lets the project's coordinators (and its administrators)
+    do it, and nobody else. The change is written to the audit log.
+    Scope: `write`.
+    Errors: INVALID_ARGUMENT for a malformed project or user name or limit;
+    NOT_FOUND for a user who does not exist on the system, or a project that does not;
+    PERMISSION_DENIED with Slurm's reason when the caller may not change the project;
+    ALREADY_EXISTS when the user is a member already.
+    """
+    RemoveProjectMember: _aio.UnaryUnaryMultiCallable[_account_pb2.RemoveProjectMemberRequest, _account_pb2.RemoveProjectMemberResponse]  # type: ignore[assignment]
+    """Removes a user from a project (`sacctmgr remove user ... account=`), as the caller:
+    only the project's coordinators (and administrators) may. Their running jobs are
+    not touched; new submissions under the project are refused. Audited.
+    Scope: `write`.
+    Errors: INVALID_ARGUMENT for a malformed name; NOT_FOUND when the user is not a
+    member; PERMISSION_DENIED with Slurm's reason when the caller may not change the
+    project; FAILED_PRECONDITION when Slurm refuses for another reason (e.g. it is the
+    user's default account and their last).
     """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -143,6 +197,51 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_account_pb2.ListGroupsResponse, _abc.Awaitable[_account_pb2.ListGroupsResponse]]:
         """Lists the POSIX groups of the caller (primary first, then by name) with members.
         Scope: `read`.
+        """
+
+    @_abc_1.abstractmethod
+    def ListProjectMembers(
+        self,
+        request: _account_pb2.ListProjectMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_pb2.ListProjectMembersResponse, _abc.Awaitable[_account_pb2.ListProjectMembersResponse]]:
+        """Lists the members of a project the caller belongs to, by user name, with their
+        role and per-user limits in the project.
+        Scope: `read`.
+        Errors: INVALID_ARGUMENT for a malformed project name; NOT_FOUND when the project
+        does not exist or the caller is not one of its members.
+        """
+
+    @_abc_1.abstractmethod
+    def AddProjectMember(
+        self,
+        request: _account_pb2.AddProjectMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_pb2.AddProjectMemberResponse, _abc.Awaitable[_account_pb2.AddProjectMemberResponse]]:
+        """Adds a user to a project (`sacctmgr add user`), optionally with per-user limits,
+        run as the caller: Slurm lets the project's coordinators (and its administrators)
+        do it, and nobody else. The change is written to the audit log.
+        Scope: `write`.
+        Errors: INVALID_ARGUMENT for a malformed project or user name or limit;
+        NOT_FOUND for a user who does not exist on the system, or a project that does not;
+        PERMISSION_DENIED with Slurm's reason when the caller may not change the project;
+        ALREADY_EXISTS when the user is a member already.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveProjectMember(
+        self,
+        request: _account_pb2.RemoveProjectMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_pb2.RemoveProjectMemberResponse, _abc.Awaitable[_account_pb2.RemoveProjectMemberResponse]]:
+        """Removes a user from a project (`sacctmgr remove user ... account=`), as the caller:
+        only the project's coordinators (and administrators) may. Their running jobs are
+        not touched; new submissions under the project are refused. Audited.
+        Scope: `write`.
+        Errors: INVALID_ARGUMENT for a malformed name; NOT_FOUND when the user is not a
+        member; PERMISSION_DENIED with Slurm's reason when the caller may not change the
+        project; FAILED_PRECONDITION when Slurm refuses for another reason (e.g. it is the
+        user's default account and their last).
         """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

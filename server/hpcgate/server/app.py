@@ -136,7 +136,7 @@ class Gateway:
         )
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(self.tokens), self.server)
         account_pb2_grpc.add_AccountServiceServicer_to_server(
-            AccountServicer(config, self.adapters), self.server
+            AccountServicer(config, self.adapters, self.privsep), self.server
         )
         compute_pb2_grpc.add_ComputeServiceServicer_to_server(
             ComputeServicer(

@@ -14,6 +14,7 @@ import errno
 from collections.abc import Iterable
 
 from hpcgate.server import privsep
+from hpcgate.server.slurm.job_control import Refusal, RefusalKind
 
 
 class Code(enum.IntEnum):
@@ -114,3 +115,16 @@ def from_os_error(error: OSError, what: str) -> DomainError:
     if error.errno in (errno.ENOENT, errno.ENOTDIR):
         return DomainError(Code.NOT_FOUND, f"{what}: {reason}")
     return DomainError(Code.FAILED_PRECONDITION, f"{what}: {reason}")
+
+
+def from_refusal(refusal: Refusal) -> DomainError:
+    """Slurm's refusal of a command run as the caller (sbatch, scancel, sacctmgr)."""
+    if refusal.kind is RefusalKind.INVALID:
+        return invalid_argument([(refusal.field, refusal.message)])
+    if refusal.kind is RefusalKind.UNAVAILABLE:
+        return unavailable(refusal.message)
+    code = {
+        RefusalKind.DENIED: Code.PERMISSION_DENIED,
+        RefusalKind.EXHAUSTED: Code.RESOURCE_EXHAUSTED,
+    }.get(refusal.kind, Code.FAILED_PRECONDITION)
+    return DomainError(code, refusal.message)

@@ -3,6 +3,8 @@ outages, notes."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 
 from hpcgate.client.cli import output
@@ -41,18 +43,84 @@ async def whoami(s: Session) -> None:
     output.line(f"expires: {info.expires_at.ToDatetime().isoformat()}Z")
 
 
-@click.command()
+_ROLES = {account_pb2.PROJECT_ROLE_COORDINATOR: "coordinator",
+          account_pb2.PROJECT_ROLE_MEMBER: "member"}  # fmt: skip
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def projects(ctx: click.Context) -> None:
+    """Your projects (Slurm accounts), role and usage; members of one (`members`)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(_list_projects)
+
+
+@click.command("list")
 @async_command
-async def projects(s: Session) -> None:
-    """Your projects (Slurm accounts) and usage."""
+async def _list_projects(s: Session) -> None:
+    """Your projects (Slurm accounts), your role, usage and allocation."""
     found = await s.client.account.projects()
     if s.json:
         return output.emit_json({"projects": found})
     output.table(
-        ["PROJECT", "DEFAULT", "CPU-H USED", "CPU-H ALLOCATED", "DESCRIPTION"],
-        ([p.name, "*" if p.is_default else "", *_usage(p.project_usage), p.description]
-         for p in found),
+        ["PROJECT", "DEFAULT", "ROLE", "CPU-H USED", "CPU-H ALLOCATED", "DESCRIPTION"],
+        ([p.name, "*" if p.is_default else "", _ROLES.get(p.role, ""), *_usage(p.project_usage),
+          p.description] for p in found),
     )  # fmt: skip
+
+
+@projects.command("members")
+@click.argument("project")
+@async_command
+async def project_members(s: Session, project: str) -> None:
+    """The members of PROJECT, with their roles and limits."""
+    found = await s.client.account.members(project)
+    if s.json:
+        return output.emit_json({"members": found})
+    output.table(
+        ["USER", "ROLE", "MAX JOBS", "MAX SUBMIT", "MAX WALL"],
+        ([m.user, _ROLES.get(m.role, ""), _optional(m.limits, "max_jobs"),
+          _optional(m.limits, "max_submit_jobs"),
+          f"{m.limits.max_wall_per_job.seconds // 60} min"
+          if m.limits.HasField("max_wall_per_job") else "-"] for m in found),
+    )  # fmt: skip
+
+
+def _optional(message: account_pb2.AssociationLimits, field: str) -> str:
+    return str(getattr(message, field)) if message.HasField(field) else "-"
+
+
+@projects.command("add-member")
+@click.argument("project")
+@click.argument("user")
+@click.option("--max-jobs", type=click.IntRange(min=0), help="Jobs running at once.")
+@click.option("--max-submit", type=click.IntRange(min=0), help="Jobs queued at once.")
+@click.option("--max-wall", type=click.IntRange(min=1), help="Longest job, minutes.")
+@async_command
+async def add_member(
+    s: Session, project: str, user: str, max_jobs: int | None, max_submit: int | None,
+    max_wall: int | None,
+) -> None:  # fmt: skip
+    """Add USER to PROJECT (you must coordinate it)."""
+    wall = timedelta(minutes=max_wall) if max_wall is not None else None
+    member = await s.client.account.add_member(
+        project, user, max_jobs=max_jobs, max_submit_jobs=max_submit, max_wall=wall
+    )
+    if s.json:
+        return output.emit_json({"member": member})
+    output.line(f"added {member.user} to {project}")
+
+
+@projects.command("remove-member")
+@click.argument("project")
+@click.argument("user")
+@async_command
+async def remove_member(s: Session, project: str, user: str) -> None:
+    """Remove USER from PROJECT (you must coordinate it)."""
+    await s.client.account.remove_member(project, user)
+    if s.json:
+        return output.emit_json({"removed": {"project": project, "user": user}})
+    output.line(f"removed {user} from {project}")
 
 
 def _usage(usage: account_pb2.ComputeUsage) -> list[str]:

@@ -2,7 +2,9 @@
 
 One ListProjects page costs a constant number of Slurm calls whatever the number of
 projects: the user's associations and fair share (in parallel), then the page's account
-records and usage (in parallel, comma-separated where clauses).
+records (with coordinators and allocation limits) and usage (in parallel,
+comma-separated where clauses), and one `sshare` for the allocations' usage when a
+project on the page has an allocation.
 
 Usage period: the current calendar month in the server's time zone, from the 1st at
 00:00 to the start of the current hour. Figures come from `sreport` (slurmdbd's hourly
@@ -50,12 +52,30 @@ class Membership:
 
 
 @dataclass(frozen=True)
+class TresAllocation:
+    tres: str
+    minutes_allocated: int
+    minutes_used: int | None  # None: accounting did not say
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A project's compute allocation: its own association's GrpTRESMins."""
+
+    known: bool
+    tres: tuple[TresAllocation, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
 class Project:
     account: AccountInfo
     memberships: tuple[Membership, ...]
     is_default: bool
     project_usage: Usage
     user_usage: Usage
+    coordinator: bool = False  # the user may manage the project's members
+    allocation: Allocation = Allocation(True, (), "no compute allocation limit")
 
 
 @dataclass(frozen=True)
@@ -145,6 +165,10 @@ async def list_projects(
             task.cancel()
         raise
     by_name = {a.name: a for a in accounts}
+    allocated = [a.name for a in accounts if a.group_tres_minutes]
+    used: dict[str, dict[str, int]] | None = {}
+    if allocated:
+        used = await _optional("allocation usage", lambda: adapter.tres_used_minutes(allocated))
     projects = []
     for name in page:
         memberships = tuple(
@@ -159,6 +183,20 @@ async def list_projects(
                 is_default=name == assoc.default_account,
                 project_usage=_usage(records, name, "", start, end),
                 user_usage=_usage(records, name, user, start, end),
+                coordinator=user in by_name.get(name, AccountInfo(name)).coordinators,
+                allocation=_allocation(by_name.get(name, AccountInfo(name)), used),
             )
         )
     return ProjectPage(projects, next_page_token)
+
+
+def _allocation(account: AccountInfo, used: dict[str, dict[str, int]] | None) -> Allocation:
+    if not account.group_tres_minutes:
+        return Allocation(True, (), "no compute allocation limit (GrpTRESMins) is set")
+    spent = None if used is None else used.get(account.name, {})
+    tres = tuple(
+        TresAllocation(name, minutes, None if spent is None else spent.get(name, 0))
+        for name, minutes in sorted(account.group_tres_minutes.items())
+    )
+    reason = "" if spent is not None else "usage unknown: sshare did not answer"
+    return Allocation(True, tres, reason)

@@ -8,19 +8,24 @@ share one slurmdbd sees the same projects either way.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import duration_pb2
 
+from hpcgate.server import privsep
 from hpcgate.server.accounts import posix
-from hpcgate.server.accounts.projects import Membership, Project, Usage, list_projects
+from hpcgate.server.accounts.members import Member, MemberChanges, visible_members
+from hpcgate.server.accounts.projects import Allocation, Membership, Project, Usage, list_projects
 from hpcgate.server.api.errors import DomainError, FieldViolations, not_found, unavailable
 from hpcgate.server.api.pagination import check_page_request, paginate
-from hpcgate.server.api.timeconv import timestamp
+from hpcgate.server.api.timeconv import read_duration, timestamp
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.config import Config
-from hpcgate.server.slurm.adapter import SlurmAdapter, SlurmUnavailable
+from hpcgate.server.slurm.adapter import AssociationInfo, SlurmAdapter, SlurmUnavailable
+from hpcgate.server.slurm.membership import MemberLimitSettings
+from hpcgate.server.users import identity_of
 from hpcgate.v1 import account_pb2, account_pb2_grpc
 
 RETRY_SECONDS = 10
@@ -39,18 +44,7 @@ def _usage_to_proto(u: Usage) -> account_pb2.ComputeUsage:
 
 def _association_to_proto(m: Membership) -> account_pb2.Association:
     a = m.association
-    limits = account_pb2.AssociationLimits(
-        group_tres=a.group_tres,
-        group_tres_minutes=a.group_tres_minutes,
-        max_tres_per_job=a.max_tres_per_job,
-        max_tres_per_node=a.max_tres_per_node,
-        max_jobs=a.max_jobs,
-        max_submit_jobs=a.max_submit_jobs,
-        group_jobs=a.group_jobs,
-        group_submit_jobs=a.group_submit_jobs,
-    )
-    if a.max_wall_seconds is not None:
-        limits.max_wall_per_job.CopyFrom(duration_pb2.Duration(seconds=a.max_wall_seconds))
+    limits = _limits_to_proto(a)
     msg = account_pb2.Association(
         user=a.user,
         partition=a.partition,
@@ -72,6 +66,63 @@ def _association_to_proto(m: Membership) -> account_pb2.Association:
     return msg
 
 
+def _allocation_to_proto(a: Allocation) -> account_pb2.ComputeAllocation:
+    tres = []
+    for t in a.tres:
+        entry = account_pb2.TresAllocation(tres=t.tres, minutes_allocated=t.minutes_allocated)
+        if t.minutes_used is not None:
+            entry.minutes_used = t.minutes_used
+            entry.minutes_remaining = max(0, t.minutes_allocated - t.minutes_used)
+        tres.append(entry)
+    return account_pb2.ComputeAllocation(known=a.known, tres=tres, reason=a.reason)
+
+
+_NO_PROJECT_QUOTAS = (
+    "per-project quotas are not read by this server (ListFilesystems shows your own quota "
+    "where the site's tools give it)"
+)
+
+
+_NO_PROJECT_QUOTAS = (
+    "per-project quotas are not read by this server (ListFilesystems shows your own quota "
+    "where the site's tools give it)"
+)
+
+
+def _storage_allocations(config: Config) -> list[account_pb2.StorageAllocation]:
+    """Per-project quotas are not read yet: every configured filesystem says so."""
+    return [
+        account_pb2.StorageAllocation(filesystem=fs.name, known=False, reason=_NO_PROJECT_QUOTAS)
+        for fs in config.systems[0].filesystems
+    ]
+
+
+def _limits_to_proto(a: AssociationInfo) -> account_pb2.AssociationLimits:
+    limits = account_pb2.AssociationLimits(
+        group_tres=a.group_tres,
+        group_tres_minutes=a.group_tres_minutes,
+        max_tres_per_job=a.max_tres_per_job,
+        max_tres_per_node=a.max_tres_per_node,
+        max_jobs=a.max_jobs,
+        max_submit_jobs=a.max_submit_jobs,
+        group_jobs=a.group_jobs,
+        group_submit_jobs=a.group_submit_jobs,
+    )
+    if a.max_wall_seconds is not None:
+        limits.max_wall_per_job.CopyFrom(duration_pb2.Duration(seconds=a.max_wall_seconds))
+    return limits
+
+
+def _role(coordinator: bool) -> account_pb2.ProjectRole:
+    return account_pb2.PROJECT_ROLE_COORDINATOR if coordinator else account_pb2.PROJECT_ROLE_MEMBER
+
+
+def member_to_proto(m: Member) -> account_pb2.ProjectMember:
+    return account_pb2.ProjectMember(
+        user=m.user, role=_role(m.coordinator), limits=_limits_to_proto(m.association)
+    )
+
+
 def project_to_proto(p: Project) -> account_pb2.Project:
     a = p.account
     return account_pb2.Project(
@@ -84,6 +135,8 @@ def project_to_proto(p: Project) -> account_pb2.Project:
         is_default=p.is_default,
         project_usage=_usage_to_proto(p.project_usage),
         user_usage=_usage_to_proto(p.user_usage),
+        role=_role(p.coordinator),
+        compute_allocation=_allocation_to_proto(p.allocation),
     )
 
 
@@ -96,11 +149,16 @@ def _slurm_unavailable(e: SlurmUnavailable) -> DomainError:
 
 
 class AccountServicer(account_pb2_grpc.AccountServiceServicer):
-    def __init__(self, config: Config, adapters: dict[str, SlurmAdapter]) -> None:
+    def __init__(
+        self, config: Config, adapters: dict[str, SlurmAdapter],
+        users: privsep.PrivilegeSeparation,
+    ) -> None:  # fmt: skip
         self.config = config
         # Accounting comes from the first configured system (see the module docstring).
         self.adapter = adapters[config.systems[0].id]
         self.directory = posix.UserDirectory()
+        self.users = users
+        self.changes = MemberChanges(self.adapter, users)
 
     async def _user(self, name: str, *, caller: bool) -> posix.PosixUser:
         try:
@@ -201,9 +259,12 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
             result = await list_projects(self.adapter, user.name, select, datetime.now(UTC))
         except SlurmUnavailable as e:
             raise _slurm_unavailable(e) from None
+        storage = _storage_allocations(self.config)
+        projects = [project_to_proto(p) for p in result.projects]
+        for project in projects:
+            project.storage_allocations.extend(storage)
         return account_pb2.ListProjectsResponse(
-            projects=[project_to_proto(p) for p in result.projects],
-            next_page_token=result.next_page_token,
+            projects=projects, next_page_token=result.next_page_token
         )
 
     async def ListGroups(
@@ -220,3 +281,77 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         return account_pb2.ListGroupsResponse(
             groups=[_group_to_proto(g, members=True) for g in page], next_page_token=token
         )
+
+    # -- members ------------------------------------------------------------------------
+
+    def _project_and_user(self, request: Any, errors: FieldViolations) -> tuple[str, str]:
+        if not _PROJECT.match(request.project):
+            errors.add("project", "must be a Slurm account name: 1-64 letters, digits, `_ . -`")
+        user = getattr(request, "user", None)
+        if user is not None and not posix.valid_user_name(user):
+            errors.add("user", "must be a login name (letters, digits, `_ . @ -`)")
+        return request.project, user or ""
+
+    async def ListProjectMembers(
+        self, request: account_pb2.ListProjectMembersRequest, context: Any
+    ) -> account_pb2.ListProjectMembersResponse:
+        errors = FieldViolations()
+        project, _ = self._project_and_user(request, errors)
+        check_page_request(request.page_size, request.page_token, errors)
+        errors.raise_if_any()
+        caller = await self._caller_user()
+        try:
+            listed = await visible_members(self.adapter, caller.name, project)
+        except SlurmUnavailable as e:
+            raise _slurm_unavailable(e) from None
+        page, token = paginate(listed, request.page_size, request.page_token)
+        return account_pb2.ListProjectMembersResponse(
+            members=[member_to_proto(m) for m in page], next_page_token=token
+        )
+
+    async def AddProjectMember(
+        self, request: account_pb2.AddProjectMemberRequest, context: Any
+    ) -> account_pb2.AddProjectMemberResponse:
+        errors = FieldViolations()
+        project, user = self._project_and_user(request, errors)
+        limits = _member_limits(request.limits, errors)
+        errors.raise_if_any()
+        identity = await identity_of(self.users, (await self._caller_user()).name)
+        await self._user(user, caller=False)  # NOT_FOUND for a user unknown here
+        try:
+            member = await self.changes.add(identity, project, user, limits)
+        except SlurmUnavailable as e:
+            raise _slurm_unavailable(e) from None
+        return account_pb2.AddProjectMemberResponse(member=member_to_proto(member))
+
+    async def RemoveProjectMember(
+        self, request: account_pb2.RemoveProjectMemberRequest, context: Any
+    ) -> account_pb2.RemoveProjectMemberResponse:
+        errors = FieldViolations()
+        project, user = self._project_and_user(request, errors)
+        errors.raise_if_any()
+        identity = await identity_of(self.users, (await self._caller_user()).name)
+        try:
+            await self.changes.remove(identity, project, user)
+        except SlurmUnavailable as e:
+            raise _slurm_unavailable(e) from None
+        return account_pb2.RemoveProjectMemberResponse()
+
+
+_PROJECT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _member_limits(
+    limits: account_pb2.MemberLimits, errors: FieldViolations
+) -> MemberLimitSettings:
+    wall = read_duration(limits, "max_wall_per_job", errors, "limits.max_wall_per_job")
+    minutes = None
+    if wall is not None:
+        if wall.total_seconds() < 60 or wall.total_seconds() % 60:
+            errors.add("limits.max_wall_per_job", "must be whole minutes, at least one")
+        minutes = int(wall.total_seconds() // 60)
+    return MemberLimitSettings(
+        max_jobs=limits.max_jobs if limits.HasField("max_jobs") else None,
+        max_submit_jobs=limits.max_submit_jobs if limits.HasField("max_submit_jobs") else None,
+        max_wall_minutes=minutes,
+    )

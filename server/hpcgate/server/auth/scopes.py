@@ -62,4 +62,7 @@ METHOD_SCOPES: dict[str, str | None] = {
     "/hpcgate.v1.AccountService/GetUser": READ,
     "/hpcgate.v1.AccountService/ListProjects": READ,
     "/hpcgate.v1.AccountService/ListGroups": READ,
+    "/hpcgate.v1.AccountService/ListProjectMembers": READ,
+    "/hpcgate.v1.AccountService/AddProjectMember": WRITE,
+    "/hpcgate.v1.AccountService/RemoveProjectMember": WRITE,
 }

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from hpcgate.server.slurm.job_control import JobControl
+from hpcgate.server.slurm.membership import MembershipControl
 
 # Node states in which a node cannot take new work, as Slurm spells them (upper case).
 UNAVAILABLE_NODE_STATES = frozenset(
@@ -318,6 +319,8 @@ class AccountInfo:
     organization: str = ""
     parent: str = ""  # "" for the root account
     cluster: str = ""
+    coordinators: tuple[str, ...] = ()  # users who may manage its members
+    group_tres_minutes: dict[str, int] = field(default_factory=dict)  # its allocation
 
 
 @dataclass(frozen=True)
@@ -355,6 +358,7 @@ class SlurmAdapter(Protocol):
     answers); those commands run as the caller, so the compute domain runs them."""
 
     jobs: JobControl
+    members: MembershipControl
 
     async def ping(self) -> ControllerPing:
         """Ping the controller(s). Never raises for an unreachable controller: up=False."""
@@ -391,6 +395,15 @@ class SlurmAdapter(Protocol):
 
         Raises SlurmUnavailable when slurmdbd does not answer.
         """
+        ...
+
+    async def project_members(self, account: str) -> UserAssociations:
+        """Every user association of `account` (one query; `user` of the result is "")."""
+        ...
+
+    async def tres_used_minutes(self, accounts: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Each account's decayed TRES-minutes used (`sshare` GrpTRESRaw of the account's
+        own row): what `GrpTRESMins` limits count against."""
         ...
 
     async def fair_share(self, user: str) -> list[FairShareInfo]:

@@ -24,6 +24,7 @@ from hpcgate.server.slurm.adapter import (
 )
 from hpcgate.server.slurm.commands import SlurmCommands
 from hpcgate.server.slurm.job_control import JobControl
+from hpcgate.server.slurm.membership import MembershipControl
 from hpcgate.server.slurm.parsing import (
     ACCOUNT_FIELDS,
     SACCT_DELIMITER,
@@ -40,6 +41,7 @@ from hpcgate.server.slurm.parsing import (
     parse_reservations,
     parse_sacct,
     parse_squeue_json,
+    parse_tres_used,
     parse_usage,
     parse_user_associations,
     parse_user_default_account,
@@ -61,6 +63,7 @@ class CommandLineAdapter:
     def __init__(self, settings: SlurmConfig) -> None:
         self.commands = SlurmCommands(settings.bin_dir, settings.command_timeout, settings.cluster)
         self.jobs = JobControl(settings.bin_dir, settings.cluster)
+        self.members = MembershipControl(settings.bin_dir, settings.cluster)
         self._cluster_args = ("-M", settings.cluster) if settings.cluster else ()
         self._nodes_via_scontrol = False  # switched on for Slurm >= 23.02 (see nodes())
         # The cluster whose accounting we read: the configured one, else the local
@@ -143,10 +146,25 @@ class CommandLineAdapter:
             return []
         # `user=` (empty) keeps only the accounts' own associations, which carry the parent.
         where = ("where", "name=" + ",".join(names), *await self._cluster_where())
-        out = await self._sacctmgr(
-            "show", "account", *where, "withassoc", "user=", "format=" + ",".join(ACCOUNT_FIELDS)
-        )
+        out = await self._sacctmgr("show", "account", *where, "withassoc", "withcoord", "user=",
+                                   "format=" + ",".join(ACCOUNT_FIELDS))  # fmt: skip
         return parse_accounts(out)
+
+    async def project_members(self, account: str) -> UserAssociations:
+        where = ("where", f"account={account}", *await self._cluster_where())
+        out = await self._sacctmgr(
+            "show", "user", "withassoc", *where, "format=" + ",".join(USER_ASSOC_FIELDS)
+        )
+        return parse_user_associations(out, "")
+
+    async def tres_used_minutes(self, accounts: Sequence[str]) -> dict[str, dict[str, int]]:
+        if not accounts:
+            return {}
+        result = await self.commands.run(
+            "sshare", *self._cluster_args, "--noheader", "--parsable2",
+            "--accounts=" + ",".join(accounts), "--format=Account,User,GrpTRESRaw",
+        )  # fmt: skip
+        return parse_tres_used(result.stdout)
 
     async def fair_share(self, user: str) -> list[FairShareInfo]:
         result = await self.commands.run(

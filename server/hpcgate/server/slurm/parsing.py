@@ -170,7 +170,9 @@ USER_ASSOC_FIELDS = (
     "GrpSubmit",
 )
 # Descr last: free text, the only field that might contain the separator.
-ACCOUNT_FIELDS = ("Account", "Cluster", "User", "ParentName", "Org", "Descr")
+ACCOUNT_FIELDS = (
+    "Account", "Cluster", "User", "ParentName", "Org", "GrpTRESMins", "Coordinators", "Descr",
+)  # fmt: skip
 SHARE_FIELDS = (
     "Account",
     "User",
@@ -316,9 +318,21 @@ def parse_accounts(output: str) -> list[AccountInfo]:
                 organization=_slurm_text(f["Org"]),
                 parent=f["ParentName"],
                 cluster=f["Cluster"],
+                coordinators=tuple(c for c in f["Coordinators"].split(",") if c),
+                group_tres_minutes=parse_tres(f["GrpTRESMins"]),
             )
         )
     return accounts
+
+
+def parse_tres_used(output: str) -> dict[str, dict[str, int]]:
+    """`sshare -n -P -A A,B -o Account,User,GrpTRESRaw`: each account's own row (empty
+    user) as {account: {tres: minutes}}."""
+    used: dict[str, dict[str, int]] = {}
+    for account, user, raw in _rows(output, 3):
+        if account and not user:
+            used[account.strip()] = parse_tres(raw)
+    return used
 
 
 def parse_fair_share(output: str) -> list[FairShareInfo]:

@@ -774,6 +774,7 @@ class PyslurmAdapter:
         # counterpart: those four methods use Slurm's tools.
         self.cli = CommandLineAdapter(settings)
         self.jobs = self.cli.jobs  # sbatch/scancel run as the caller: Slurm's tools
+        self.members = self.cli.members  # sacctmgr, as the caller too
         # Load pyslurm once now (in a worker) so a missing or mismatched pyslurm
         # fails at start-up with a clear message rather than on the first request.
         executor = self._get_executor()
@@ -849,6 +850,12 @@ class PyslurmAdapter:
 
     async def fair_share(self, user: str) -> list[FairShareInfo]:
         return await self.cli.fair_share(user)  # pyslurm: no shares API
+
+    async def project_members(self, account: str) -> UserAssociations:
+        return await self.cli.project_members(account)  # pyslurm: no default QOS
+
+    async def tres_used_minutes(self, accounts: Sequence[str]) -> dict[str, dict[str, int]]:
+        return await self.cli.tres_used_minutes(accounts)  # pyslurm: no shares API
 
     async def usage(
         self, accounts: Sequence[str], start: datetime, end: datetime
