@@ -128,14 +128,16 @@ def test_client_reference_examples_compile_and_name_real_methods() -> None:
     assert len(blocks) >= 8
     for block in blocks:
         compile(block, "docs/client.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    areas = {"jobs", "files", "tasks", "storage", "status", "account"}
+    areas = {"jobs", "files", "tasks", "storage", "status", "account", "reservations"}
     prose = text  # signatures in the prose name methods too
     for area, method in set(re.findall(r"(?<!hpcgate\.)\b(?:client|hpc)\.(\w+)\.(\w+)\(", prose)):
         assert area in areas, f"docs/client.md: no area {area!r}"
         owner = {"jobs": "Jobs", "files": "Files", "tasks": "Tasks", "storage": "Storage",
-                 "status": "Status", "account": "Account"}[area]  # fmt: skip
+                 "status": "Status", "account": "Account",
+                 "reservations": "Reservations"}[area]  # fmt: skip
         module = {"Jobs": "jobs", "Files": "files", "Tasks": "tasks", "Storage": "tasks",
-                  "Status": "status", "Account": "account"}[owner]  # fmt: skip
+                  "Status": "status", "Account": "account",
+                  "Reservations": "reservations"}[owner]  # fmt: skip
         cls = getattr(__import__(f"hpcgate.client.{module}", fromlist=[owner]), owner)
         assert hasattr(cls, method), f"docs/client.md: {area}.{method} does not exist"
     handles = {

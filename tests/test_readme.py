@@ -21,12 +21,15 @@ import shlex
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from conftest import bearer
+import pytest
+
+from conftest import GatewayFactory, bearer, fast_config
 from hpcgate.server import config as config_module
 from hpcgate.server.app import Gateway
+from hpcgate.server.config import ReservationPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -95,8 +98,9 @@ def script_for(block: Block, work: Path, address: str) -> str:
     if block.mode == "dry-run":
         targets = [line.split()[1] for line in body.splitlines() if line.startswith("make ")]
         assert targets, f"README:{block.line}: a dry-run block runs make targets"
-        return mark + "".join(f"make -s -n -C {shlex.quote(str(ROOT))} {t} >/dev/null\n"
-                              for t in targets)  # fmt: skip
+        return mark + "".join(
+            f"make -s -n -C {shlex.quote(str(ROOT))} {t} >/dev/null\n" for t in targets
+        )
     if block.mode == "runs until stopped":
         snippet = work / f"snippet-{block.line}.sh"
         snippet.write_text(body)
@@ -111,8 +115,12 @@ def script_for(block: Block, work: Path, address: str) -> str:
 
 
 # What the blocks make as alice (run1, run2 are the README's names): removed before and after.
-MADE = [Path("/home/alice/run1"), Path("/home/alice/run2"), Path("/tmp/alice/run1"),
-        Path("/tmp/alice/run1-staged")]  # fmt: skip
+MADE = [
+    Path("/home/alice/run1"),
+    Path("/home/alice/run2"),
+    Path("/tmp/alice/run1"),
+    Path("/tmp/alice/run1-staged"),
+]
 
 
 def remove_made(job_logs_before: set[Path]) -> None:
@@ -120,7 +128,21 @@ def remove_made(job_logs_before: set[Path]) -> None:
     subprocess.run(["rm", "-rf", *map(str, MADE + sorted(job_logs))], check=True)
 
 
-async def test_shell_and_python_blocks_run_in_order(gateway: Gateway, tmp_path: Path) -> None:
+@pytest.fixture
+async def readme_gateway(gateway_factory: GatewayFactory, tmp_path: Path) -> Gateway:
+    """The embedded default, plus the reservation policy the README's TOML block sets."""
+    config = fast_config(tmp_path)
+    local = replace(
+        config.systems[0],
+        reservations=ReservationPolicy(accounts=("alpha",), max_nodes=1, max_duration=3600),
+    )
+    return await gateway_factory(replace(config, systems=(local,)))
+
+
+async def test_shell_and_python_blocks_run_in_order(
+    slurm_cluster: None, readme_gateway: Gateway, tmp_path: Path
+) -> None:
+    gateway = readme_gateway
     work = tmp_path / "work"
     work.mkdir()
     (work / ".venv").symlink_to(Path(sys.executable).parents[1])
@@ -141,9 +163,15 @@ async def test_shell_and_python_blocks_run_in_order(gateway: Gateway, tmp_path: 
     remove_made(job_logs_before)
     try:
         done = await asyncio.to_thread(
-            subprocess.run, ["bash", "readme.sh"], cwd=work, env=env, capture_output=True,
-            text=True, timeout=400, check=False,
-        )  # fmt: skip
+            subprocess.run,
+            ["bash", "readme.sh"],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+            check=False,
+        )
     finally:
         remove_made(job_logs_before)
     assert done.returncode == 0, f"{done.stderr[-3000:]}\n--- stdout:\n{done.stdout[-2000:]}"

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hpcgate.client.account import Account
     from hpcgate.client.files import Files
     from hpcgate.client.jobs import Jobs
+    from hpcgate.client.reservations import Reservations
     from hpcgate.client.status import Status
     from hpcgate.client.tasks import Storage, Tasks
 
@@ -110,6 +111,7 @@ class Client:
         from hpcgate.client.account import Account
         from hpcgate.client.files import Files
         from hpcgate.client.jobs import Jobs
+        from hpcgate.client.reservations import Reservations
         from hpcgate.client.status import Status
         from hpcgate.client.tasks import Storage, Tasks
 
@@ -123,6 +125,7 @@ class Client:
         self.tasks: Tasks = Tasks(self)
         self.status: Status = Status(self)
         self.account: Account = Account(self)
+        self.reservations: Reservations = Reservations(self)
 
     @classmethod
     def connect(

@@ -84,6 +84,15 @@ class ReservationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESERVATION_STATE_UNSPECIFIED: _ClassVar[ReservationState]
     RESERVATION_STATE_ACTIVE: _ClassVar[ReservationState]
     RESERVATION_STATE_INACTIVE: _ClassVar[ReservationState]
+
+class ReservationRequestState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESERVATION_REQUEST_STATE_UNSPECIFIED: _ClassVar[ReservationRequestState]
+    RESERVATION_REQUEST_STATE_PENDING_APPROVAL: _ClassVar[ReservationRequestState]
+    RESERVATION_REQUEST_STATE_ACTIVE: _ClassVar[ReservationRequestState]
+    RESERVATION_REQUEST_STATE_REJECTED: _ClassVar[ReservationRequestState]
+    RESERVATION_REQUEST_STATE_ENDED: _ClassVar[ReservationRequestState]
+    RESERVATION_REQUEST_STATE_CANCELLED: _ClassVar[ReservationRequestState]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_PENDING: JobState
 JOB_STATE_RUNNING: JobState
@@ -136,6 +145,12 @@ NODE_STATE_OTHER: NodeState
 RESERVATION_STATE_UNSPECIFIED: ReservationState
 RESERVATION_STATE_ACTIVE: ReservationState
 RESERVATION_STATE_INACTIVE: ReservationState
+RESERVATION_REQUEST_STATE_UNSPECIFIED: ReservationRequestState
+RESERVATION_REQUEST_STATE_PENDING_APPROVAL: ReservationRequestState
+RESERVATION_REQUEST_STATE_ACTIVE: ReservationRequestState
+RESERVATION_REQUEST_STATE_REJECTED: ReservationRequestState
+RESERVATION_REQUEST_STATE_ENDED: ReservationRequestState
+RESERVATION_REQUEST_STATE_CANCELLED: ReservationRequestState
 
 class Job(_message.Message):
     __slots__ = ("name", "job_id", "system", "job_name", "user", "uid", "account", "partition", "qos", "state", "raw_state", "state_flags", "reason", "exit_code", "signal", "submit_time", "eligible_time", "start_time", "end_time", "estimated_start_time", "elapsed", "time_limit", "node_count", "node_list", "nodes", "cpus", "ntasks", "cpus_per_task", "memory_per_node_mib", "memory_per_cpu_mib", "requested_tres", "allocated_tres", "gres", "working_directory", "stdout_path", "stderr_path", "array_job_id", "array_task_id", "array_task_spec", "dependency", "reservation", "constraints", "steps", "priority", "batch_host", "restart_count", "revision", "updated_at")
@@ -771,3 +786,125 @@ class ListReservationsResponse(_message.Message):
     reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
     next_page_token: str
     def __init__(self, reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ReservationRequest(_message.Message):
+    __slots__ = ("name", "id", "system", "owner", "project", "node_count", "partition", "start_time", "duration", "users", "state", "reason", "reservation", "nodes", "granted_start_time", "end_time", "create_time", "update_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    NODE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    system: str
+    owner: str
+    project: str
+    node_count: int
+    partition: str
+    start_time: _timestamp_pb2.Timestamp
+    duration: _duration_pb2.Duration
+    users: _containers.RepeatedScalarFieldContainer[str]
+    state: ReservationRequestState
+    reason: str
+    reservation: str
+    nodes: str
+    granted_start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., system: _Optional[str] = ..., owner: _Optional[str] = ..., project: _Optional[str] = ..., node_count: _Optional[int] = ..., partition: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., users: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[ReservationRequestState, str]] = ..., reason: _Optional[str] = ..., reservation: _Optional[str] = ..., nodes: _Optional[str] = ..., granted_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateReservationRequest(_message.Message):
+    __slots__ = ("parent", "project", "node_count", "partition", "start_time", "duration", "users")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    NODE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    project: str
+    node_count: int
+    partition: str
+    start_time: _timestamp_pb2.Timestamp
+    duration: _duration_pb2.Duration
+    users: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, parent: _Optional[str] = ..., project: _Optional[str] = ..., node_count: _Optional[int] = ..., partition: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., users: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateReservationResponse(_message.Message):
+    __slots__ = ("reservation_request",)
+    RESERVATION_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    reservation_request: ReservationRequest
+    def __init__(self, reservation_request: _Optional[_Union[ReservationRequest, _Mapping]] = ...) -> None: ...
+
+class GetReservationRequestRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetReservationRequestResponse(_message.Message):
+    __slots__ = ("reservation_request",)
+    RESERVATION_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    reservation_request: ReservationRequest
+    def __init__(self, reservation_request: _Optional[_Union[ReservationRequest, _Mapping]] = ...) -> None: ...
+
+class ListReservationRequestsRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListReservationRequestsResponse(_message.Message):
+    __slots__ = ("reservation_requests", "next_page_token")
+    RESERVATION_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    reservation_requests: _containers.RepeatedCompositeFieldContainer[ReservationRequest]
+    next_page_token: str
+    def __init__(self, reservation_requests: _Optional[_Iterable[_Union[ReservationRequest, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class WatchReservationRequestRequest(_message.Message):
+    __slots__ = ("name", "heartbeat_interval")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    heartbeat_interval: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class WatchReservationRequestResponse(_message.Message):
+    __slots__ = ("reservation_request", "heartbeat")
+    RESERVATION_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    reservation_request: ReservationRequest
+    heartbeat: _common_pb2.Heartbeat
+    def __init__(self, reservation_request: _Optional[_Union[ReservationRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[_common_pb2.Heartbeat, _Mapping]] = ...) -> None: ...
+
+class DeleteReservationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteReservationResponse(_message.Message):
+    __slots__ = ("reservation_request",)
+    RESERVATION_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    reservation_request: ReservationRequest
+    def __init__(self, reservation_request: _Optional[_Union[ReservationRequest, _Mapping]] = ...) -> None: ...

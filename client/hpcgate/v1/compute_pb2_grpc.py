@@ -101,6 +101,31 @@ class ComputeServiceStub:
                 request_serializer=hpcgate_dot_v1_dot_compute__pb2.ListReservationsRequest.SerializeToString,
                 response_deserializer=hpcgate_dot_v1_dot_compute__pb2.ListReservationsResponse.FromString,
                 _registered_method=True)
+        self.CreateReservation = channel.unary_unary(
+                '/hpcgate.v1.ComputeService/CreateReservation',
+                request_serializer=hpcgate_dot_v1_dot_compute__pb2.CreateReservationRequest.SerializeToString,
+                response_deserializer=hpcgate_dot_v1_dot_compute__pb2.CreateReservationResponse.FromString,
+                _registered_method=True)
+        self.GetReservationRequest = channel.unary_unary(
+                '/hpcgate.v1.ComputeService/GetReservationRequest',
+                request_serializer=hpcgate_dot_v1_dot_compute__pb2.GetReservationRequestRequest.SerializeToString,
+                response_deserializer=hpcgate_dot_v1_dot_compute__pb2.GetReservationRequestResponse.FromString,
+                _registered_method=True)
+        self.ListReservationRequests = channel.unary_unary(
+                '/hpcgate.v1.ComputeService/ListReservationRequests',
+                request_serializer=hpcgate_dot_v1_dot_compute__pb2.ListReservationRequestsRequest.SerializeToString,
+                response_deserializer=hpcgate_dot_v1_dot_compute__pb2.ListReservationRequestsResponse.FromString,
+                _registered_method=True)
+        self.WatchReservationRequest = channel.unary_stream(
+                '/hpcgate.v1.ComputeService/WatchReservationRequest',
+                request_serializer=hpcgate_dot_v1_dot_compute__pb2.WatchReservationRequestRequest.SerializeToString,
+                response_deserializer=hpcgate_dot_v1_dot_compute__pb2.WatchReservationRequestResponse.FromString,
+                _registered_method=True)
+        self.DeleteReservation = channel.unary_unary(
+                '/hpcgate.v1.ComputeService/DeleteReservation',
+                request_serializer=hpcgate_dot_v1_dot_compute__pb2.DeleteReservationRequest.SerializeToString,
+                response_deserializer=hpcgate_dot_v1_dot_compute__pb2.DeleteReservationResponse.FromString,
+                _registered_method=True)
 
 
 class ComputeServiceServicer:
@@ -255,6 +280,64 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateReservation(self, request, context):
+        """Asks for an advance reservation of nodes for a project, within the system's policy
+        (`[systems.reservations]`: which projects may ask, at most how many nodes, how long,
+        how many node-hours, how far ahead). Granted at once when the policy says so (the
+        server creates it in Slurm for the project, and only the named `users` when given),
+        else recorded PENDING_APPROVAL until an operator approves or denies it. Submit into
+        a granted one with `JobOptions.reservation` = its `reservation`.
+        Scope: `execute`.
+        Errors: INVALID_ARGUMENT for bad fields (BadRequest); PERMISSION_DENIED when the
+        system takes no requests, the project may not ask, or the caller is not one of its
+        members; FAILED_PRECONDITION naming the policy rule a request breaks, or with
+        Slurm's words when Slurm refuses it (e.g. the nodes are not free in that window: the
+        request is then REJECTED); UNAVAILABLE when the controller does not answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReservationRequest(self, request, context):
+        """Returns one of the caller's reservation requests; ENDED once its window has passed.
+        Scope: `read`.
+        Errors: INVALID_ARGUMENT for a malformed name; NOT_FOUND for an unknown request or
+        another user's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReservationRequests(self, request, context):
+        """Lists the caller's reservation requests on a system, newest first.
+        Scope: `read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchReservationRequest(self, request, context):
+        """Streams a reservation request: its state now, then every change (an operator's
+        decision, the end of its window), with heartbeats; ends OK after a final state
+        (REJECTED, ENDED, CANCELLED).
+        Scope: `read`.
+        Errors: as GetReservationRequest; UNAVAILABLE when the server shuts down.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteReservation(self, request, context):
+        """Cancels a reservation request: a granted reservation is deleted from Slurm (jobs
+        running in it keep running on their nodes). A request already final is returned
+        unchanged.
+        Scope: `execute`.
+        Errors: as GetReservationRequest; UNAVAILABLE when the controller does not answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ComputeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -302,6 +385,31 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.ListReservations,
                     request_deserializer=hpcgate_dot_v1_dot_compute__pb2.ListReservationsRequest.FromString,
                     response_serializer=hpcgate_dot_v1_dot_compute__pb2.ListReservationsResponse.SerializeToString,
+            ),
+            'CreateReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateReservation,
+                    request_deserializer=hpcgate_dot_v1_dot_compute__pb2.CreateReservationRequest.FromString,
+                    response_serializer=hpcgate_dot_v1_dot_compute__pb2.CreateReservationResponse.SerializeToString,
+            ),
+            'GetReservationRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReservationRequest,
+                    request_deserializer=hpcgate_dot_v1_dot_compute__pb2.GetReservationRequestRequest.FromString,
+                    response_serializer=hpcgate_dot_v1_dot_compute__pb2.GetReservationRequestResponse.SerializeToString,
+            ),
+            'ListReservationRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReservationRequests,
+                    request_deserializer=hpcgate_dot_v1_dot_compute__pb2.ListReservationRequestsRequest.FromString,
+                    response_serializer=hpcgate_dot_v1_dot_compute__pb2.ListReservationRequestsResponse.SerializeToString,
+            ),
+            'WatchReservationRequest': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchReservationRequest,
+                    request_deserializer=hpcgate_dot_v1_dot_compute__pb2.WatchReservationRequestRequest.FromString,
+                    response_serializer=hpcgate_dot_v1_dot_compute__pb2.WatchReservationRequestResponse.SerializeToString,
+            ),
+            'DeleteReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteReservation,
+                    request_deserializer=hpcgate_dot_v1_dot_compute__pb2.DeleteReservationRequest.FromString,
+                    response_serializer=hpcgate_dot_v1_dot_compute__pb2.DeleteReservationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -569,6 +677,141 @@ class ComputeService:
             '/hpcgate.v1.ComputeService/ListReservations',
             hpcgate_dot_v1_dot_compute__pb2.ListReservationsRequest.SerializeToString,
             hpcgate_dot_v1_dot_compute__pb2.ListReservationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpcgate.v1.ComputeService/CreateReservation',
+            hpcgate_dot_v1_dot_compute__pb2.CreateReservationRequest.SerializeToString,
+            hpcgate_dot_v1_dot_compute__pb2.CreateReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReservationRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpcgate.v1.ComputeService/GetReservationRequest',
+            hpcgate_dot_v1_dot_compute__pb2.GetReservationRequestRequest.SerializeToString,
+            hpcgate_dot_v1_dot_compute__pb2.GetReservationRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReservationRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpcgate.v1.ComputeService/ListReservationRequests',
+            hpcgate_dot_v1_dot_compute__pb2.ListReservationRequestsRequest.SerializeToString,
+            hpcgate_dot_v1_dot_compute__pb2.ListReservationRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchReservationRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hpcgate.v1.ComputeService/WatchReservationRequest',
+            hpcgate_dot_v1_dot_compute__pb2.WatchReservationRequestRequest.SerializeToString,
+            hpcgate_dot_v1_dot_compute__pb2.WatchReservationRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpcgate.v1.ComputeService/DeleteReservation',
+            hpcgate_dot_v1_dot_compute__pb2.DeleteReservationRequest.SerializeToString,
+            hpcgate_dot_v1_dot_compute__pb2.DeleteReservationResponse.FromString,
             options,
             channel_credentials,
             insecure,

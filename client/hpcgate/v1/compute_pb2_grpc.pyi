@@ -146,6 +146,44 @@ class ComputeServiceStub:
     """Lists the advance reservations of a system, by start time.
     Scope: `read`.
     """
+    CreateReservation: _grpc.UnaryUnaryMultiCallable[_compute_pb2.CreateReservationRequest, _compute_pb2.CreateReservationResponse]
+    """Asks for an advance reservation of nodes for a project, within the system's policy
+    (`[systems.reservations]`: which projects may ask, at most how many nodes, how long,
+    how many node-hours, how far ahead). Granted at once when the policy says so (the
+    server creates it in Slurm for the project, and only the named `users` when given),
+    else recorded PENDING_APPROVAL until an operator approves or denies it. Submit into
+    a granted one with `JobOptions.reservation` = its `reservation`.
+    Scope: `execute`.
+    Errors: INVALID_ARGUMENT for bad fields (BadRequest); PERMISSION_DENIED when the
+    system takes no requests, the project may not ask, or the caller is not one of its
+    members; FAILED_PRECONDITION naming the policy rule a request breaks, or with
+    Slurm's words when Slurm refuses it (e.g. the nodes are not free in that window: the
+    request is then REJECTED); UNAVAILABLE when the controller does not answer.
+    """
+    GetReservationRequest: _grpc.UnaryUnaryMultiCallable[_compute_pb2.GetReservationRequestRequest, _compute_pb2.GetReservationRequestResponse]
+    """Returns one of the caller's reservation requests; ENDED once its window has passed.
+    Scope: `read`.
+    Errors: INVALID_ARGUMENT for a malformed name; NOT_FOUND for an unknown request or
+    another user's.
+    """
+    ListReservationRequests: _grpc.UnaryUnaryMultiCallable[_compute_pb2.ListReservationRequestsRequest, _compute_pb2.ListReservationRequestsResponse]
+    """Lists the caller's reservation requests on a system, newest first.
+    Scope: `read`.
+    """
+    WatchReservationRequest: _grpc.UnaryStreamMultiCallable[_compute_pb2.WatchReservationRequestRequest, _compute_pb2.WatchReservationRequestResponse]
+    """Streams a reservation request: its state now, then every change (an operator's
+    decision, the end of its window), with heartbeats; ends OK after a final state
+    (REJECTED, ENDED, CANCELLED).
+    Scope: `read`.
+    Errors: as GetReservationRequest; UNAVAILABLE when the server shuts down.
+    """
+    DeleteReservation: _grpc.UnaryUnaryMultiCallable[_compute_pb2.DeleteReservationRequest, _compute_pb2.DeleteReservationResponse]
+    """Cancels a reservation request: a granted reservation is deleted from Slurm (jobs
+    running in it keep running on their nodes). A request already final is returned
+    unchanged.
+    Scope: `execute`.
+    Errors: as GetReservationRequest; UNAVAILABLE when the controller does not answer.
+    """
 
 @_typing.type_check_only
 class ComputeServiceAsyncStub(ComputeServiceStub):
@@ -264,6 +302,44 @@ class ComputeServiceAsyncStub(ComputeServiceStub):
     ListReservations: _aio.UnaryUnaryMultiCallable[_compute_pb2.ListReservationsRequest, _compute_pb2.ListReservationsResponse]  # type: ignore[assignment]
     """Lists the advance reservations of a system, by start time.
     Scope: `read`.
+    """
+    CreateReservation: _aio.UnaryUnaryMultiCallable[_compute_pb2.CreateReservationRequest, _compute_pb2.CreateReservationResponse]  # type: ignore[assignment]
+    """Asks for an advance reservation of nodes for a project, within the system's policy
+    (`[systems.reservations]`: which projects may ask, at most how many nodes, how long,
+    how many node-hours, how far ahead). Granted at once when the policy says so (the
+    server creates it in Slurm for the project, and only the named `users` when given),
+    else recorded PENDING_APPROVAL until an operator approves or denies it. Submit into
+    a granted one with `JobOptions.reservation` = its `reservation`.
+    Scope: `execute`.
+    Errors: INVALID_ARGUMENT for bad fields (BadRequest); PERMISSION_DENIED when the
+    system takes no requests, the project may not ask, or the caller is not one of its
+    members; FAILED_PRECONDITION naming the policy rule a request breaks, or with
+    Slurm's words when Slurm refuses it (e.g. the nodes are not free in that window: the
+    request is then REJECTED); UNAVAILABLE when the controller does not answer.
+    """
+    GetReservationRequest: _aio.UnaryUnaryMultiCallable[_compute_pb2.GetReservationRequestRequest, _compute_pb2.GetReservationRequestResponse]  # type: ignore[assignment]
+    """Returns one of the caller's reservation requests; ENDED once its window has passed.
+    Scope: `read`.
+    Errors: INVALID_ARGUMENT for a malformed name; NOT_FOUND for an unknown request or
+    another user's.
+    """
+    ListReservationRequests: _aio.UnaryUnaryMultiCallable[_compute_pb2.ListReservationRequestsRequest, _compute_pb2.ListReservationRequestsResponse]  # type: ignore[assignment]
+    """Lists the caller's reservation requests on a system, newest first.
+    Scope: `read`.
+    """
+    WatchReservationRequest: _aio.UnaryStreamMultiCallable[_compute_pb2.WatchReservationRequestRequest, _compute_pb2.WatchReservationRequestResponse]  # type: ignore[assignment]
+    """Streams a reservation request: its state now, then every change (an operator's
+    decision, the end of its window), with heartbeats; ends OK after a final state
+    (REJECTED, ENDED, CANCELLED).
+    Scope: `read`.
+    Errors: as GetReservationRequest; UNAVAILABLE when the server shuts down.
+    """
+    DeleteReservation: _aio.UnaryUnaryMultiCallable[_compute_pb2.DeleteReservationRequest, _compute_pb2.DeleteReservationResponse]  # type: ignore[assignment]
+    """Cancels a reservation request: a granted reservation is deleted from Slurm (jobs
+    running in it keep running on their nodes). A request already final is returned
+    unchanged.
+    Scope: `execute`.
+    Errors: as GetReservationRequest; UNAVAILABLE when the controller does not answer.
     """
 
 class ComputeServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -434,6 +510,74 @@ class ComputeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_compute_pb2.ListReservationsResponse, _abc.Awaitable[_compute_pb2.ListReservationsResponse]]:
         """Lists the advance reservations of a system, by start time.
         Scope: `read`.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateReservation(
+        self,
+        request: _compute_pb2.CreateReservationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compute_pb2.CreateReservationResponse, _abc.Awaitable[_compute_pb2.CreateReservationResponse]]:
+        """Asks for an advance reservation of nodes for a project, within the system's policy
+        (`[systems.reservations]`: which projects may ask, at most how many nodes, how long,
+        how many node-hours, how far ahead). Granted at once when the policy says so (the
+        server creates it in Slurm for the project, and only the named `users` when given),
+        else recorded PENDING_APPROVAL until an operator approves or denies it. Submit into
+        a granted one with `JobOptions.reservation` = its `reservation`.
+        Scope: `execute`.
+        Errors: INVALID_ARGUMENT for bad fields (BadRequest); PERMISSION_DENIED when the
+        system takes no requests, the project may not ask, or the caller is not one of its
+        members; FAILED_PRECONDITION naming the policy rule a request breaks, or with
+        Slurm's words when Slurm refuses it (e.g. the nodes are not free in that window: the
+        request is then REJECTED); UNAVAILABLE when the controller does not answer.
+        """
+
+    @_abc_1.abstractmethod
+    def GetReservationRequest(
+        self,
+        request: _compute_pb2.GetReservationRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compute_pb2.GetReservationRequestResponse, _abc.Awaitable[_compute_pb2.GetReservationRequestResponse]]:
+        """Returns one of the caller's reservation requests; ENDED once its window has passed.
+        Scope: `read`.
+        Errors: INVALID_ARGUMENT for a malformed name; NOT_FOUND for an unknown request or
+        another user's.
+        """
+
+    @_abc_1.abstractmethod
+    def ListReservationRequests(
+        self,
+        request: _compute_pb2.ListReservationRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compute_pb2.ListReservationRequestsResponse, _abc.Awaitable[_compute_pb2.ListReservationRequestsResponse]]:
+        """Lists the caller's reservation requests on a system, newest first.
+        Scope: `read`.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchReservationRequest(
+        self,
+        request: _compute_pb2.WatchReservationRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_compute_pb2.WatchReservationRequestResponse], _abc.AsyncIterator[_compute_pb2.WatchReservationRequestResponse]]:
+        """Streams a reservation request: its state now, then every change (an operator's
+        decision, the end of its window), with heartbeats; ends OK after a final state
+        (REJECTED, ENDED, CANCELLED).
+        Scope: `read`.
+        Errors: as GetReservationRequest; UNAVAILABLE when the server shuts down.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteReservation(
+        self,
+        request: _compute_pb2.DeleteReservationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compute_pb2.DeleteReservationResponse, _abc.Awaitable[_compute_pb2.DeleteReservationResponse]]:
+        """Cancels a reservation request: a granted reservation is deleted from Slurm (jobs
+        running in it keep running on their nodes). A request already final is returned
+        unchanged.
+        Scope: `execute`.
+        Errors: as GetReservationRequest; UNAVAILABLE when the controller does not answer.
         """
 
 def add_ComputeServiceServicer_to_server(servicer: ComputeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -144,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="networks the token may be used from (default: loopback only)",
     )
+
+    reservations = sub.add_parser("reservations", help="decide users' reservation requests")
+    r_sub = reservations.add_subparsers(dest="action", required=True)
+    r_sub.add_parser("list", help="every request, newest first")
+    for action, text in (
+        ("approve", "grant a PENDING_APPROVAL request (creates it in Slurm)"),
+        ("deny", "reject a PENDING_APPROVAL request"),
+        ("delete", "cancel a request; a granted one leaves Slurm"),
+    ):
+        one = r_sub.add_parser(action, help=text)
+        one.add_argument("id", help="the request's id (see `reservations list`)")
+        if action == "deny":
+            one.add_argument("--reason", default="", help="told to the requester")
 
     keys = sub.add_parser("keys", help="the server's token-signing keys")
     k_sub = keys.add_subparsers(dest="action", required=True)
@@ -288,6 +302,45 @@ def _notes(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _reservations(config: Config, args: argparse.Namespace) -> int:
+    """The operator's side of reservation requests; the running server sees each decision
+    at its next read of the request (watchers within a second)."""
+    from hpcgate.server.compute.reservations import Reservations
+    from hpcgate.server.errors import DomainError
+    from hpcgate.server.slurm.factory import make_adapter
+
+    adapters = {system.id: make_adapter(system) for system in config.systems}
+    service = Reservations(StateStore(config.server.state_dir), adapters)
+    operator = os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator"
+
+    async def act() -> None:
+        if args.action == "list":
+            for r in await service.list(None):
+                start = _fmt(r.start) if r.start else "asap"
+                print(
+                    f"{r.id}  {r.state:<16} {r.system:<10} {r.owner:<10} {r.project:<10} "
+                    f"{r.node_count} nodes  {start}  {r.duration / 60:g} min  {r.reason}"
+                )
+            return
+        if args.action == "delete":
+            done = await service.delete(args.id, operator, operator=True)
+        else:
+            done = await service.decide(
+                args.id, args.action == "approve", operator, getattr(args, "reason", "")
+            )
+        print(
+            f"request {done.id}: {done.state}"
+            + (f" ({done.reason})" if done.reason else "")
+            + (f", reservation {done.slurm_name} on {done.nodes}" if done.slurm_name else "")
+        )
+
+    try:
+        asyncio.run(act())
+    except DomainError as e:
+        sys.exit(f"hpcgate-server: {e.message}")
+    return 0
+
+
 def _serve(config: Config) -> int:
     from hpcgate.server.app import Gateway  # the server's heavy imports only when serving
 
@@ -328,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         return _token(config, args)
     if args.command == "keys":
         return _keys(config, args)
+    if args.command == "reservations":
+        return _reservations(config, args)
     if args.command == "config":
         print(f"source: {config.source or 'built-in defaults'}")
         print(f"state_dir: {config.server.state_dir}")

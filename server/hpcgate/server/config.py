@@ -226,6 +226,26 @@ class FilesystemConfig:
 
 
 @dataclass(frozen=True)
+class ReservationPolicy:
+    """Who may ask for an advance reservation on a system, and how much
+    (`[systems.reservations]`)."""
+
+    accounts: tuple[str, ...] = ()  # projects that may ask; () = nobody, ("*",) = any
+    max_nodes: int = 1
+    max_duration: float = 4 * 3600.0  # seconds
+    max_node_hours: float = 4.0
+    max_ahead: float = 7 * 86400.0  # how far in the future a reservation may start
+    approval: str = "auto"  # "auto": granted at once; "operator": waits for approve/deny
+    partition: str = ""  # default partition ("" = Slurm's default)
+
+    def allows(self, account: str) -> bool:
+        return "*" in self.accounts or account in self.accounts
+
+
+APPROVALS = ("auto", "operator")
+
+
+@dataclass(frozen=True)
 class SystemConfig:
     id: str
     display_name: str = ""
@@ -235,6 +255,7 @@ class SystemConfig:
     # Where UtilitiesService may touch files ("~" = the caller's home, "{user}" = their
     # name); empty = anywhere the caller's own permissions allow.
     allowed_roots: tuple[str, ...] = ()
+    reservations: ReservationPolicy = field(default_factory=ReservationPolicy)
 
     @property
     def name(self) -> str:
@@ -490,9 +511,34 @@ def _system(section: _Section) -> SystemConfig:
         slurm=slurm,
         filesystems=tuple(filesystems),
         allowed_roots=tuple(roots),
+        reservations=_reservations(section.table("reservations")),
     )
     section.finish()
     return system
+
+
+def _reservations(section: _Section | None) -> ReservationPolicy:
+    if section is None:
+        return ReservationPolicy()
+    accounts = section.data.get("accounts", [])
+    section.used.add("accounts")
+    if not isinstance(accounts, list) or not all(isinstance(a, str) and a for a in accounts):
+        raise ConfigError(f'{section.key("accounts")}: a list of project names, or ["*"]')
+    approval = section.text("approval", "auto")
+    if approval not in APPROVALS:
+        raise ConfigError(f"{section.key('approval')}: must be one of {APPROVALS}")
+    hours = section.seconds("max_node_hours", 4.0, minimum=0.01)  # a number, in hours
+    policy = ReservationPolicy(
+        accounts=tuple(accounts),
+        max_nodes=section.integer("max_nodes", 1),
+        max_duration=section.seconds("max_duration", 4 * 3600.0, minimum=60),
+        max_node_hours=hours,
+        max_ahead=section.seconds("max_ahead", 7 * 86400.0, minimum=0),
+        approval=approval,
+        partition=section.text("partition", ""),
+    )
+    section.finish()
+    return policy
 
 
 # Asymmetric algorithms only: an HMAC or "none" algorithm is never accepted.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from hpcgate.client.cli import copy, files, info, jobs, login, queue, run, tasks, view
+from hpcgate.client.cli import copy, files, info, jobs, login, queue, reserve, run, tasks, view
 from hpcgate.client.cli.root import cli
 
 COMMANDS = [
@@ -18,7 +18,7 @@ COMMANDS = [
     files.ls, files.stat_, files.mkdir, files.mv, files.cp, files.rm, files.chmod, files.ln,
     view.cat, view.head, view.tail, files.checksum, copy.put, copy.get, tasks.transfer,
     tasks.tasks, run.run, info.projects, info.whoami, info.status, info.watch, info.outages,
-    info.notes, login.login,
+    info.notes, login.login, reserve.reserve, reserve.reservations,
 ]  # fmt: skip
 for command in COMMANDS:
     cli.add_command(command)

@@ -49,10 +49,12 @@ _ROLES = {account_pb2.PROJECT_ROLE_COORDINATOR: "coordinator",
 
 @click.group(invoke_without_command=True)
 @click.pass_context
-def projects(ctx: click.Context) -> None:
+def projects(ctx: click.Context) -> int | None:
     """Your projects (Slurm accounts), role and usage; members of one (`members`)."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(_list_projects)
+        status: int = ctx.invoke(_list_projects)
+        return status  # the exit status, as for any command
+    return None
 
 
 @click.command("list")

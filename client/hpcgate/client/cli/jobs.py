@@ -65,6 +65,7 @@ def job_options(**given: Any) -> dict[str, Any]:
 @click.option("--mem", "memory", help="Memory per node, e.g. 4G (MiB without a unit).")
 @click.option("-G", "--gpus", help="GPUs, e.g. 1 or a100:2.")
 @click.option("-C", "--constraint", "constraints", help="Node features.")
+@click.option("--reservation", help="Run in this advance reservation (`hpcgate reserve`).")
 @click.option("-d", "--dependency", help="Dependencies, e.g. afterok:123.")
 @click.option("-a", "--array", help="Job array indices, e.g. 0-9%2.")
 @click.option("-o", "--output", "stdout_path", help="Standard output file (on the system).")

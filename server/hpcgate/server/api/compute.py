@@ -33,6 +33,7 @@ from hpcgate.server.api.errors import (
 )
 from hpcgate.server.api.job_streams import read_job_output, watch_jobs
 from hpcgate.server.api.pagination import check_page_request, paginate
+from hpcgate.server.api.reservations import ReservationEndpoints
 from hpcgate.server.api.resources import lookup_system, unknown_system
 from hpcgate.server.api.streaming import heartbeat_interval
 from hpcgate.server.api.submit_request import Submission, build_submission, submitted_record
@@ -45,6 +46,7 @@ from hpcgate.server.compute.idempotency import (
     request_fingerprint,
 )
 from hpcgate.server.compute.jobs import JobReader
+from hpcgate.server.compute.reservations import Reservations
 from hpcgate.server.config import Config, SystemConfig
 from hpcgate.server.errors import from_refusal
 from hpcgate.server.events.hub import JobHub, JobView
@@ -98,6 +100,10 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         self.users = users
         self._request_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str, str], int] = {}  # holders and waiters
+        self.reservations = ReservationEndpoints(
+            config, Reservations(store, adapters), adapters, draining,
+            config.watch.heartbeat_interval,
+        )  # fmt: skip
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -492,6 +498,34 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         return compute_pb2.CancelJobResponse(
             job=job_to_proto(view.record, system_id, True, view.revision, view.updated_at)
         )
+
+    # -- reservation requests (api/reservations.py, compute/reservations.py) -------------
+
+    async def CreateReservation(
+        self, request: compute_pb2.CreateReservationRequest, context: Any
+    ) -> compute_pb2.CreateReservationResponse:
+        return await self.reservations.create(request)
+
+    async def GetReservationRequest(
+        self, request: compute_pb2.GetReservationRequestRequest, context: Any
+    ) -> compute_pb2.GetReservationRequestResponse:
+        return await self.reservations.get(request)
+
+    async def ListReservationRequests(
+        self, request: compute_pb2.ListReservationRequestsRequest, context: Any
+    ) -> compute_pb2.ListReservationRequestsResponse:
+        return await self.reservations.list(request)
+
+    async def WatchReservationRequest(
+        self, request: compute_pb2.WatchReservationRequestRequest, context: Any
+    ) -> AsyncIterator[compute_pb2.WatchReservationRequestResponse]:
+        async for message in self.reservations.watch(request):
+            yield message
+
+    async def DeleteReservation(
+        self, request: compute_pb2.DeleteReservationRequest, context: Any
+    ) -> compute_pb2.DeleteReservationResponse:
+        return await self.reservations.delete(request)
 
     # -- inventory ----------------------------------------------------------------------
 

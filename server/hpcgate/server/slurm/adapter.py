@@ -273,6 +273,20 @@ class ReservationRecord:
     tres: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ReservationOrder:
+    """What to reserve: `node_count` nodes (of `partition`, "" = any) from `start` (None:
+    now) for `minutes`, usable by `accounts` and, when given, only these `users`."""
+
+    name: str
+    node_count: int
+    minutes: int
+    accounts: tuple[str, ...]
+    users: tuple[str, ...] = ()
+    partition: str = ""
+    start: datetime | None = None
+
+
 # --- Accounting (slurmdbd): associations, accounts, fair share, usage ---
 
 
@@ -399,6 +413,16 @@ class SlurmAdapter(Protocol):
 
     async def project_members(self, account: str) -> UserAssociations:
         """Every user association of `account` (one query; `user` of the result is "")."""
+        ...
+
+    async def create_reservation(self, request: ReservationOrder) -> ReservationRecord:
+        """Create an advance reservation (`scontrol create reservation`, with the
+        server's privileges) and return it as Slurm has it. SlurmError with Slurm's
+        words when it refuses (e.g. the nodes are not free in that window)."""
+        ...
+
+    async def delete_reservation(self, name: str) -> None:
+        """Delete a reservation (`scontrol delete`); a reservation that is gone is fine."""
         ...
 
     async def tres_used_minutes(self, accounts: Sequence[str]) -> dict[str, dict[str, int]]:

@@ -16,6 +16,7 @@ from hpcgate.server.slurm.adapter import (
     JobRecord,
     NodeInfo,
     PartitionInfo,
+    ReservationOrder,
     ReservationRecord,
     SlurmError,
     SlurmUnavailable,
@@ -272,3 +273,29 @@ class CommandLineAdapter:
             "scontrol", *self._cluster_args, "--oneliner", "show", "reservation"
         )
         return parse_reservations(result.stdout)
+
+    async def create_reservation(self, request: ReservationOrder) -> ReservationRecord:
+        start = request.start.astimezone().strftime("%Y-%m-%dT%H:%M:%S") if request.start \
+            else "now"  # fmt: skip
+        spec = [f"ReservationName={request.name}", f"StartTime={start}",
+                f"Duration={request.minutes}", f"NodeCnt={request.node_count}",
+                "Accounts=" + ",".join(request.accounts)]  # fmt: skip
+        if request.users:
+            spec.append("Users=" + ",".join(request.users))
+        if request.partition:
+            spec.append(f"PartitionName={request.partition}")
+        await self.commands.run("scontrol", *self._cluster_args, "create", "reservation", *spec)
+        result = await self.commands.run(
+            "scontrol", *self._cluster_args, "--oneliner", "show", "reservation", request.name
+        )
+        found = parse_reservations(result.stdout)
+        if not found:
+            raise SlurmError(f"reservation {request.name} was created but Slurm does not show it")
+        return found[0]
+
+    async def delete_reservation(self, name: str) -> None:
+        result = await self.commands.run(
+            "scontrol", *self._cluster_args, "delete", f"ReservationName={name}", check=False
+        )
+        if result.returncode != 0 and "invalid reservation name" not in result.stderr.lower():
+            raise SlurmError(result.stderr.strip() or f"scontrol delete exited {result.returncode}")

@@ -77,6 +77,7 @@ from hpcgate.server.slurm.adapter import (
     JobStepRecord,
     NodeInfo,
     PartitionInfo,
+    ReservationOrder,
     ReservationRecord,
     SlurmError,
     SlurmUnavailable,
@@ -850,6 +851,12 @@ class PyslurmAdapter:
 
     async def fair_share(self, user: str) -> list[FairShareInfo]:
         return await self.cli.fair_share(user)  # pyslurm: no shares API
+
+    async def create_reservation(self, request: ReservationOrder) -> ReservationRecord:
+        return await self.cli.create_reservation(request)  # scontrol, as the server
+
+    async def delete_reservation(self, name: str) -> None:
+        await self.cli.delete_reservation(name)
 
     async def project_members(self, account: str) -> UserAssociations:
         return await self.cli.project_members(account)  # pyslurm: no default QOS

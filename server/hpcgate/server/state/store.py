@@ -133,6 +133,28 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX finished_jobs_stored ON finished_jobs(system, stored);
     """,
+    # Advance reservation requests (compute/reservations.py): a durable record with a state.
+    """
+    CREATE TABLE reservation_requests (
+        id TEXT PRIMARY KEY,
+        system TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        project TEXT NOT NULL,
+        node_count INTEGER NOT NULL,
+        partition TEXT NOT NULL,
+        start REAL,
+        duration REAL NOT NULL,
+        users TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        slurm_name TEXT NOT NULL,
+        nodes TEXT NOT NULL,
+        granted_start REAL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE INDEX reservation_requests_owner ON reservation_requests(owner, created);
+    """,
 )
 
 
