@@ -159,6 +159,26 @@ async def test_download_resumes_from_its_part_file(
     assert local.read_bytes() == content
 
 
+async def test_a_file_that_changes_while_uploading_never_appears(
+    client: Client, alice_dir: Path, tmp_path: Path
+) -> None:
+    """The client hashes the file before sending it: bytes that differ from that hash
+    (here rewritten after the first chunk) are refused before the file gets its name."""
+    local = tmp_path / "moving.bin"
+    local.write_bytes(os.urandom(4 * MIB))
+
+    def rewrite(done: int, total: int | None) -> None:
+        if 0 < done < 4 * MIB:
+            with open(local, "r+b") as f:
+                f.seek(3 * MIB)
+                f.write(os.urandom(MIB))  # same size, other bytes
+
+    with pytest.raises(InvalidArgument) as info:
+        await client.files.upload(local, f"{alice_dir}/moving.bin", progress=rewrite)
+    assert "expected_sha256" in {v.field.split(".")[-1] for v in info.value.violations}
+    assert not Path(f"{alice_dir}/moving.bin").exists()
+
+
 async def test_overwrite_false_refuses_existing_files(
     client: Client, alice_dir: Path, tmp_path: Path
 ) -> None:

@@ -57,8 +57,10 @@ class ClientCredentials:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_files(cls, client_id: str, key_file: Path, audience: str) -> ClientCredentials:
-        return cls(client_id, key_file.read_bytes(), audience)
+    def from_files(
+        cls, client_id: str, key_file: str | Path, audience: str = "hpcgate"
+    ) -> ClientCredentials:
+        return cls(client_id, Path(key_file).read_bytes(), audience)
 
     async def token(self, channel: grpc.aio.Channel) -> str:
         """A valid access token, exchanged anew when the current one is about to expire."""

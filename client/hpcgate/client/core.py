@@ -23,7 +23,7 @@ import grpc
 
 from hpcgate.client.auth import ClientCredentials, bearer_interceptors
 from hpcgate.client.channel import default_address
-from hpcgate.client.errors import HpcgateError, Unauthenticated, from_rpc_error
+from hpcgate.client.errors import HpcgateError, InvalidArgument, Unauthenticated, from_rpc_error
 
 if TYPE_CHECKING:
     from hpcgate.client.account import Account
@@ -68,7 +68,7 @@ class RetryPolicy:
 
 class TokenCommand:
     """Credentials from a command that prints an access token (e.g. a site's `get-token`);
-    run again when the token it gave is about to expire or after `refresh` seconds."""
+    run again every `refresh` seconds (set it below the tokens' lifetime)."""
 
     def __init__(self, command: str | Sequence[str], refresh: float = 300.0) -> None:
         self.argv = shlex.split(command) if isinstance(command, str) else list(command)
@@ -167,10 +167,7 @@ class Client:
         """`systems/<id>` for a system id (or name), or the client's default system."""
         chosen = system or self.default_system
         if not chosen:
-            raise HpcgateError(
-                "no system given: pass system=... or connect(..., system=...)",
-                code=grpc.StatusCode.INVALID_ARGUMENT,
-            )
+            raise InvalidArgument("no system given: pass system=... or connect(..., system=...)")
         return chosen if chosen.startswith("systems/") else f"systems/{chosen}"
 
     async def unary(

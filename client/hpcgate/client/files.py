@@ -402,6 +402,9 @@ class Files:
         try:
             header = _upload_header(remote, system, info, overwrite=overwrite, mode=mode,
                                     preserve=preserve)  # fmt: skip
+            # Hashed first, so the server refuses different bytes before the file gets its
+            # name (one more read of the file, at hashing speed).
+            header.expected_sha256 = await asyncio.to_thread(_sha256_file, local)
             meter.learn(info.st_size)
             reply = await self._send(reader, header)
             # A repeated request id may be answered before every chunk was read.

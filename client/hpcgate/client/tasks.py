@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 import grpc
 from google.protobuf import duration_pb2
 
-from hpcgate.client.errors import HpcgateError, error_class
+from hpcgate.client.errors import FieldViolation, HpcgateError, InvalidArgument, error_class
 from hpcgate.v1 import storage_pb2, storage_pb2_grpc, tasks_pb2, tasks_pb2_grpc
 
 if TYPE_CHECKING:
@@ -65,9 +66,11 @@ class Task:
         """Until the task ends, on WatchTask (no polling; reconnects if the stream drops).
         `progress` gets every Progress the server reports. A FAILED task raises the
         HpcgateError its error describes, unless `raise_on_failure` is False."""
+        drops = 0
         while not self.done:
             try:
                 async for message in self._watch():
+                    drops = 0
                     self.message = message
                     if progress is not None and message.HasField("progress"):
                         progress(message.progress)
@@ -76,7 +79,10 @@ class Task:
             except HpcgateError as e:
                 if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                     raise
-                await self.refresh()  # the stream dropped: pick up where the task is
+                # The stream dropped (a restart): back off, then pick up where the task is.
+                await asyncio.sleep(self._client.retry.delay(drops, e))
+                drops += 1
+                await self.refresh()
         if raise_on_failure and self.message.state == tasks_pb2.TASK_STATE_FAILED:
             code = next((c for c in grpc.StatusCode if c.value[0] == self.message.error.code),
                         grpc.StatusCode.UNKNOWN)  # fmt: skip
@@ -115,6 +121,14 @@ class Tasks:
         """Every task of the caller, newest first, over all pages."""
         stub = tasks_pb2_grpc.TasksServiceStub(self._client.channel)
         wanted = [f"TASK_STATE_{s.upper()}" for s in states or []]
+        known = set(tasks_pb2.TaskState.keys())
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            raise InvalidArgument(
+                f"no task state {', '.join(u.removeprefix('TASK_STATE_') for u in unknown)}: "
+                "use PENDING, RUNNING, SUCCEEDED, FAILED or CANCELLED",
+                violations=(FieldViolation("states", "unknown task state"),),
+            )
         token = ""
         while True:
             request = tasks_pb2.ListTasksRequest(page_size=200, page_token=token, states=wanted)
@@ -130,7 +144,7 @@ class Tasks:
 
 
 class Storage:
-    """`client.storage`: filesystems and transfers between them (and other facilities)."""
+    """`client.storage`: filesystems, and transfers between them and between systems."""
 
     def __init__(self, client: Client) -> None:
         self._client = client

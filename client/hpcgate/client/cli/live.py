@@ -3,6 +3,9 @@ table in a terminal, one line per change in a pipe, NDJSON with --json."""
 
 from __future__ import annotations
 
+import asyncio
+
+import click
 import grpc
 from google.protobuf import duration_pb2
 from rich.live import Live
@@ -19,6 +22,9 @@ class JobBoard:
     """The jobs matching the filter, updated from snapshots and events."""
 
     def __init__(self, states: list[str]) -> None:
+        unknown = [s for s in states if not hasattr(compute_pb2, f"JOB_STATE_{s}")]
+        if unknown:
+            raise click.BadParameter(f"no job state {', '.join(unknown)}", param_hint="-t")
         self.states = {getattr(compute_pb2, f"JOB_STATE_{s}") for s in states}
         self.jobs: dict[str, compute_pb2.Job] = {}
         self.revision = 0
@@ -53,13 +59,18 @@ async def watch_jobs(s: Session, states: list[str], all_users: bool) -> None:
     if live is not None:
         live.start()
     try:
+        drops = 0
         while True:
+            revision = board.revision
             try:
                 await _follow(s, board, all_users, live)
             except HpcgateError as e:
                 if e.code != grpc.StatusCode.UNAVAILABLE:
                     raise
-                output.note(f"hpcgate: reconnecting after: {e.message}")
+                drops = 0 if board.revision != revision else drops + 1
+                delay = s.client.retry.delay(drops, e)
+                output.note(f"hpcgate: reconnecting in {delay:.1f} s after: {e.message}")
+                await asyncio.sleep(delay)
     finally:
         if live is not None:
             live.stop()
