@@ -304,3 +304,30 @@ async def test_the_client_and_the_cli_reserve(auto: Gateway, tmp_path: Path) -> 
     assert cancelled.returncode == 0 and "CANCELLED" in cancelled.stdout
     too_big = await asyncio.to_thread(hpcgate, "reserve", "alpha", "-t", "5", "-N", "2")
     assert too_big.returncode == 9 and "max_nodes" in too_big.stderr
+
+
+async def test_an_automatic_request_the_scheduler_cannot_answer_is_rejected(
+    auto: Gateway, restore_slurmctld: None
+) -> None:
+    """Not left PENDING_APPROVAL forever: with approval = auto nobody would decide it."""
+    from conftest import cluster
+
+    alice = bearer(auto, "alice", ALL)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{auto.port}") as channel:
+        stub = compute_pb2_grpc.ComputeServiceStub(channel)
+        await asyncio.to_thread(cluster, "stop", "slurmctld")
+        down = await rpc_error(
+            stub.CreateReservation(
+                C.CreateReservationRequest(
+                    parent="systems/local", project="alpha", node_count=1, duration=minutes(5)
+                ),
+                metadata=alice,
+            )
+        )
+        assert down.code() == grpc.StatusCode.UNAVAILABLE, down.details()
+        listed = await stub.ListReservationRequests(
+            C.ListReservationRequestsRequest(parent="systems/local"), metadata=alice
+        )
+        (request,) = listed.reservation_requests
+        assert request.state == C.RESERVATION_REQUEST_STATE_REJECTED
+        assert "not granted" in request.reason

@@ -209,7 +209,13 @@ class Reservations:
         await asyncio.to_thread(self.store.insert, request)
         audit("reservation requested", owner, request)
         if system.reservations.approval == "auto":
-            request = await self.grant(request)
+            try:
+                request = await self.grant(request)
+            except DomainError as e:
+                # Nobody would ever decide it: an automatic request ends here.
+                failed = replace(request, state=REJECTED, reason=f"not granted: {e.message}")
+                await asyncio.to_thread(self.store.update, failed, PENDING)
+                raise
             if request.state == REJECTED:
                 raise DomainError(Code.FAILED_PRECONDITION, request.reason)
         return request

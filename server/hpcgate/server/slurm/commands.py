@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ _UNREACHABLE = (
     "slurm_load_",
     "unable to establish connection",
     "zero bytes were transmitted",
+    "unexpected message received",  # scontrol create/update with slurmctld down
 )
 
 
@@ -57,8 +59,15 @@ class SlurmCommands:
             ) from None
         try:
             out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except asyncio.CancelledError:  # the caller went away: so does the command
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 1.0)
+            raise
         except TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):  # it may have just exited
+                proc.kill()
             await proc.wait()
             raise SlurmUnavailable(
                 f"`{tool} {' '.join(args)}` did not answer within {self.timeout:g} s"

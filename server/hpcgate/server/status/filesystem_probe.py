@@ -9,6 +9,7 @@ check of a mount while the first is still stuck.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -86,8 +87,12 @@ class FilesystemProbe:
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except asyncio.CancelledError:
+            await _end(proc)  # the prober stops: the child must not outlive it
+            raise
         except TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):  # it may have just exited
+                proc.kill()
             self._stuck, self._stuck_since = proc, started
             return FilesystemReading(
                 ok=False, error=f"{self.path} did not answer within {self.timeout:g} s"
@@ -111,3 +116,12 @@ class FilesystemProbe:
             read_only=figures["ro"],
             fs_type=figures["type"],
         )
+
+
+async def _end(proc: asyncio.subprocess.Process) -> None:
+    """Kill a child and reap it (briefly: one stuck on a dead mount cannot be reaped), so
+    its transport is closed while the event loop still runs."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), 1.0)
