@@ -396,6 +396,7 @@ async def test_chmod_symlink_checksum_and_views(client: Client, alice_dir: Path)
     tail = await files.tail(path, lines=1)
     assert tail.data == b"line 20\n" and tail.file_size == len(text)
     assert (await files.tail(path, bytes=3)).data == b"20\n"
+    assert (await files.head(path, lines=0)).data == b"" == (await files.tail(path, bytes=0)).data
     view = await files.view(path, offset=7, length=6)
     assert (view.data, view.offset, view.truncated) == (b"line 2", 7, False)
     capped = await files.view(path, max_bytes=10)

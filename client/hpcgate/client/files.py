@@ -296,7 +296,9 @@ class Files:
         bytes: int | None = None,
         max_bytes: int = 0,
     ) -> u.ViewResponse:
-        """The first `lines` lines, or the first `bytes` bytes when given."""
+        """The first `lines` lines, or the first `bytes` bytes when given (0: nothing)."""
+        if (bytes if bytes is not None else lines) == 0:
+            return u.ViewResponse()
         if bytes is not None:
             return await self._view(path, system, max_bytes, u.ByteRange(length=bytes))
         return await self._view(path, system, max_bytes, head_lines=lines)
@@ -310,7 +312,9 @@ class Files:
         bytes: int | None = None,
         max_bytes: int = 0,
     ) -> u.ViewResponse:
-        """The last `lines` lines, or the last `bytes` bytes when given."""
+        """The last `lines` lines, or the last `bytes` bytes when given (0: nothing)."""
+        if (bytes if bytes is not None else lines) == 0:
+            return u.ViewResponse()
         if bytes is not None:
             return await self._view(path, system, max_bytes, u.ByteRange(offset=-bytes))
         return await self._view(path, system, max_bytes, tail_lines=lines)
