@@ -11,6 +11,15 @@ from hpcgate.client.auth import ClientCredentials, bearer_interceptors
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 ADDRESS_ENV = "HPCGATE_ADDRESS"
+# The server keeps grpc's default policy (no pings more often than every 5 minutes
+# without data), so the client pings no more often than that: a stricter client would be
+# cut off with GOAWAY "too_many_pings".
+KEEPALIVE_OPTIONS = [
+    ("grpc.keepalive_time_ms", 300_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+]
 
 
 def default_address() -> str:
@@ -53,12 +62,16 @@ def connect(
 
         interceptors = bearer_interceptors(get_exchanged)
     if not use_tls:
-        channel = grpc.aio.insecure_channel(address, interceptors=interceptors)
+        channel = grpc.aio.insecure_channel(
+            address, options=KEEPALIVE_OPTIONS, interceptors=interceptors
+        )
         return channel
     credentials = grpc.ssl_channel_credentials(
         root_certificates=ca_file.read_bytes() if ca_file else None,
         private_key=key_file.read_bytes() if key_file else None,
         certificate_chain=cert_file.read_bytes() if cert_file else None,
     )
-    channel = grpc.aio.secure_channel(address, credentials, interceptors=interceptors)
+    channel = grpc.aio.secure_channel(
+        address, credentials, options=KEEPALIVE_OPTIONS, interceptors=interceptors
+    )
     return channel

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from hpcgate.client.auth import ClientCredentials, bearer_interceptors
-from hpcgate.client.channel import default_address
+from hpcgate.client.channel import KEEPALIVE_OPTIONS, default_address
 from hpcgate.client.errors import HpcgateError, InvalidArgument, Unauthenticated, from_rpc_error
 
 if TYPE_CHECKING:
@@ -39,15 +39,6 @@ Response = TypeVar("Response")
 TOKEN_ENV = "HPCGATE_TOKEN"  # noqa: S105 (the variable's name, not a secret)
 SYSTEM_ENV = "HPCGATE_SYSTEM"
 DEFAULT_TIMEOUT = 60.0  # seconds a unary call may take (streams have none by default)
-# The server keeps grpc's default policy (no pings more often than every 5 minutes
-# without data), so the client pings no more often than that: a stricter client would be
-# cut off with GOAWAY "too_many_pings".
-KEEPALIVE_OPTIONS = [
-    ("grpc.keepalive_time_ms", 300_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-    ("grpc.keepalive_permit_without_calls", 0),
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-]
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
