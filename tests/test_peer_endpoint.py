@@ -22,15 +22,8 @@ from conftest import GatewayFactory, fast_config, require
 from hpcgate.server import config
 from hpcgate.server.app import Gateway
 from hpcgate.server.config import PeerConfig, TlsConfig
-from hpcgate.server.tasks.model import (
-    ALREADY_EXISTS,
-    FAILED_PRECONDITION,
-    INVALID_ARGUMENT,
-    NOT_FOUND,
-    PERMISSION_DENIED,
-    UNAVAILABLE,
-    TaskFailed,
-)
+from hpcgate.server.errors import Code
+from hpcgate.server.tasks.model import TaskFailed
 from hpcgate.server.transfers.endpoint import Endpoint, Item
 from hpcgate.server.transfers.peer import CHUNK, DATA_LOSS, PeerDownload, PeerEndpoint
 
@@ -294,7 +287,7 @@ async def test_a_failed_write_leaves_nothing_under_the_name(
         peer.write_file(
             str(target), chunks_of(b"abc"), size=4, mode=None, mtime_ns=None, verify=False
         ),
-        INVALID_ARGUMENT,
+        Code.INVALID_ARGUMENT,
     )
     assert "peer site-b" in short.error.message
     assert not target.exists()
@@ -303,7 +296,7 @@ async def test_a_failed_write_leaves_nothing_under_the_name(
         peer.write_file(
             str(bob_dir / "no" / "f"), chunks_of(b""), size=0, mode=None, mtime_ns=None, verify=True
         ),
-        NOT_FOUND,
+        Code.NOT_FOUND,
     )
 
 
@@ -316,8 +309,8 @@ async def test_directories_symlinks_modes_and_removal(peer: PeerEndpoint, bob_di
     assert await peer.make_directory(str(bob_dir / "default"), None)
     assert stat.S_IMODE((bob_dir / "default").stat().st_mode) == 0o700
     make_owned(bob_dir / "file", "bob", 0o600, b"x")
-    await fails(peer.make_directory(str(bob_dir / "file"), None), ALREADY_EXISTS)
-    await fails(peer.make_directory(str(bob_dir / "a" / "b"), None), NOT_FOUND)
+    await fails(peer.make_directory(str(bob_dir / "file"), None), Code.ALREADY_EXISTS)
+    await fails(peer.make_directory(str(bob_dir / "a" / "b"), None), Code.NOT_FOUND)
 
     link = d / "link"
     await peer.make_symlink("../file", str(link))
@@ -344,27 +337,27 @@ async def test_errors_keep_their_code_and_name_peer_and_path(
     peer: PeerEndpoint, bob_dir: Path
 ) -> None:
     missing = str(bob_dir / "missing")
-    error = await fails(read_all(peer.read_file(missing)), NOT_FOUND)
+    error = await fails(read_all(peer.read_file(missing)), Code.NOT_FOUND)
     assert error.error.path == missing and "peer site-b (127.0.0.1:" in error.error.message
     assert missing in error.error.message
-    await fails(read_all(peer.walk(missing)), NOT_FOUND)
+    await fails(read_all(peer.walk(missing)), Code.NOT_FOUND)
     # bob may not read alice's 0700 home, nor root's.
     with user_dir("alice") as alice_dir:
         secret = make_owned(alice_dir / "secret", "alice", 0o600, b"s")
-        denied = await fails(peer.describe(str(secret)), PERMISSION_DENIED)
+        denied = await fails(peer.describe(str(secret)), Code.PERMISSION_DENIED)
         assert denied.error.path == str(secret)
-        await fails(read_all(peer.read_file(str(secret))), PERMISSION_DENIED)
+        await fails(read_all(peer.read_file(str(secret))), Code.PERMISSION_DENIED)
         await fails(
             peer.write_file(
                 str(alice_dir / "x"), chunks_of(b"x"), size=1, mode=None, mtime_ns=None, verify=True
             ),
-            PERMISSION_DENIED,
+            Code.PERMISSION_DENIED,
         )
-    await fails(read_all(peer.walk("/root")), PERMISSION_DENIED)
-    await fails(peer.make_directory("/root/x", None), PERMISSION_DENIED)
+    await fails(read_all(peer.walk("/root")), Code.PERMISSION_DENIED)
+    await fails(peer.make_directory("/root/x", None), Code.PERMISSION_DENIED)
     # A name the peer's writing RPCs cannot carry fails clearly.
     odd = os.fsdecode(os.fsencode(str(bob_dir)) + b"/\xff")
-    await fails(peer.make_directory(odd, None), INVALID_ARGUMENT)
+    await fails(peer.make_directory(odd, None), Code.INVALID_ARGUMENT)
 
 
 async def test_peer_down_or_credential_refused(
@@ -375,14 +368,14 @@ async def test_peer_down_or_credential_refused(
     assert good is not None
     stranger = PeerEndpoint(replace(good, client_id="not-registered"))
     try:
-        error = await fails(stranger.describe(str(bob_dir)), PERMISSION_DENIED)
+        error = await fails(stranger.describe(str(bob_dir)), Code.PERMISSION_DENIED)
         assert "refused this server's credential" in error.error.message
     finally:
         await stranger.close()
 
     keyless = PeerEndpoint(replace(good, private_key_file=tmp_path / "nope.pem"))
     try:
-        error = await fails(keyless.describe(str(bob_dir)), FAILED_PRECONDITION)
+        error = await fails(keyless.describe(str(bob_dir)), Code.FAILED_PRECONDITION)
         assert "cannot read its private_key_file" in error.error.message
     finally:
         await keyless.close()
@@ -392,7 +385,7 @@ async def test_peer_down_or_credential_refused(
         item = await endpoint.describe(str(bob_dir))
         assert item == Item("", "dir", item.size, 0o700, item.mtime_ns)
         await b.stop()
-        down = await fails(endpoint.describe(str(bob_dir)), UNAVAILABLE)
+        down = await fails(endpoint.describe(str(bob_dir)), Code.UNAVAILABLE)
         assert "peer site-b" in down.error.message
     finally:
         await endpoint.close()
@@ -434,7 +427,7 @@ async def test_a_peer_over_tls(
             verify=True,
         )
         assert written.sha256 == sha(b"sealed") and (bob_dir / "tls.bin").stat().st_uid == BOB
-        await fails(untrusted.describe(str(bob_dir)), UNAVAILABLE)  # certificate not trusted
+        await fails(untrusted.describe(str(bob_dir)), Code.UNAVAILABLE)  # certificate not trusted
     finally:
         await endpoint.close()
         await untrusted.close()

@@ -8,6 +8,7 @@ writes every change to the audit log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -27,17 +28,23 @@ class Member:
     association: AssociationInfo
 
 
-async def members(adapter: SlurmAdapter, project: str) -> list[Member]:
-    """Everyone with an association to `project`, by user name (one per user: the
-    association for all partitions when there are several)."""
-    found = await adapter.project_members(project)
-    accounts = await adapter.accounts([project])
+async def roster(adapter: SlurmAdapter, project: str) -> tuple[bool, list[Member]]:
+    """Whether `project` exists, and everyone with an association to it, by user name (one
+    per user: the association for all partitions when there are several)."""
+    found, accounts = await asyncio.gather(
+        adapter.project_members(project), adapter.accounts([project])
+    )
     coordinators = set(accounts[0].coordinators) if accounts else set()
     by_user: dict[str, AssociationInfo] = {}
     for a in found.associations:
         if a.user and (a.user not in by_user or not a.partition):
             by_user[a.user] = a
-    return [Member(user, user in coordinators, a) for user, a in sorted(by_user.items())]
+    listed = [Member(user, user in coordinators, a) for user, a in sorted(by_user.items())]
+    return bool(accounts), listed
+
+
+async def members(adapter: SlurmAdapter, project: str) -> list[Member]:
+    return (await roster(adapter, project))[1]
 
 
 async def visible_members(adapter: SlurmAdapter, caller: str, project: str) -> list[Member]:
@@ -74,9 +81,9 @@ class MemberChanges:
         self, identity: privsep.UserIdentity, project: str, user: str,
         limits: MemberLimitSettings,
     ) -> Member:  # fmt: skip
-        if not await self.adapter.accounts([project]):
+        exists, current = await roster(self.adapter, project)
+        if not exists:
             raise not_found(f"no project {project!r} on this system")
-        current = await members(self.adapter, project)
         if any(m.user == user for m in current):
             raise DomainError(Code.ALREADY_EXISTS, f"{user} is a member of {project} already")
         argv = self.adapter.members.add_argv(project, user, limits)

@@ -367,8 +367,7 @@ class JobHub:
         self.polls += 1
         self._first_poll.set()
         self._vanished |= vanished
-        if self._due or vanished or not self._backfilled or self._accounting_due(set()):
-            self._accounting_wanted.set()
+        self._accounting_wanted.set()  # the accountant reads only what is due (maybe nothing)
         return self.revision != before
 
     def _accounting_due(self, vanished: set[str]) -> list[str]:

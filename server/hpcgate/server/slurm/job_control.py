@@ -69,6 +69,13 @@ _SBATCH_REFUSALS: list[tuple[re.Pattern[str], RefusalKind, str, str]] = [
 _UNREACHABLE = "unable to contact slurm controller"
 
 
+def _unreachable(stderr: str) -> Refusal | None:
+    """UNAVAILABLE when the command could not reach the controller."""
+    if _UNREACHABLE in stderr.lower():
+        return Refusal(RefusalKind.UNAVAILABLE, f"the scheduler does not answer: {stderr.strip()}")
+    return None
+
+
 class JobControl:
     """sbatch and scancel for one system (its `bin_dir` and cluster)."""
 
@@ -114,9 +121,8 @@ class JobControl:
     def submit_refusal(stderr: str) -> Refusal:
         """What sbatch's refusal means (each line's `sbatch: error:` dropped, the lines
         joined with '; ')."""
-        if _UNREACHABLE in stderr.lower():
-            return Refusal(RefusalKind.UNAVAILABLE,
-                           f"the scheduler does not answer: {stderr.strip()}")  # fmt: skip
+        if (down := _unreachable(stderr)) is not None:
+            return down
         lines = (line.strip().removeprefix("sbatch: error: ").strip()
                  for line in stderr.splitlines())  # fmt: skip
         text = "; ".join(line for line in lines if line)
@@ -137,7 +143,6 @@ class JobControl:
 
     @staticmethod
     def cancel_refusal(stderr: str) -> Refusal:
-        if _UNREACHABLE in stderr.lower():
-            return Refusal(RefusalKind.UNAVAILABLE,
-                           f"the scheduler does not answer: {stderr.strip()}")  # fmt: skip
+        if (down := _unreachable(stderr)) is not None:
+            return down
         return Refusal(RefusalKind.FAILED, f"Slurm refused: {stderr.strip()}")

@@ -1,7 +1,7 @@
 """What a task is, independent of storage and protobuf: states, progress, errors.
 
-Error codes are google.rpc.Code numbers (plain ints, so this package needs no grpc):
-the API layer sends them as they are in `Task.error.code`.
+Error codes are google.rpc.Code numbers (`hpcgate.server.errors.Code`, an IntEnum: no
+grpc here); the API layer sends them as they are in `Task.error.code`.
 """
 
 from __future__ import annotations
@@ -13,19 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-# google.rpc.Code values used by the runner and by handlers (google/rpc/code.proto).
-CANCELLED = 1
-UNKNOWN = 2
-INVALID_ARGUMENT = 3
-DEADLINE_EXCEEDED = 4
-NOT_FOUND = 5
-ALREADY_EXISTS = 6
-PERMISSION_DENIED = 7
-RESOURCE_EXHAUSTED = 8
-FAILED_PRECONDITION = 9
-ABORTED = 10
-INTERNAL = 13
-UNAVAILABLE = 14
+from hpcgate.server.errors import Code
 
 # JSON-compatible values: what requests, results and checkpoints are made of.
 Json = Any
@@ -152,18 +140,18 @@ class TaskFailed(Exception):
     def from_os_error(cls, error: OSError, what: str = "") -> TaskFailed:
         """The canonical code for a failed file operation done as the user."""
         code = {
-            errno.EACCES: PERMISSION_DENIED,
-            errno.EPERM: PERMISSION_DENIED,
-            errno.EROFS: PERMISSION_DENIED,
-            errno.ENOENT: NOT_FOUND,
-            errno.ENOTDIR: NOT_FOUND,
-            errno.EEXIST: ALREADY_EXISTS,
-            errno.ENOSPC: RESOURCE_EXHAUSTED,
-            errno.EDQUOT: RESOURCE_EXHAUSTED,
-            errno.EIO: UNAVAILABLE,
-            errno.ESTALE: UNAVAILABLE,
-            errno.ETIMEDOUT: UNAVAILABLE,
-        }.get(error.errno or 0, FAILED_PRECONDITION)
+            errno.EACCES: Code.PERMISSION_DENIED,
+            errno.EPERM: Code.PERMISSION_DENIED,
+            errno.EROFS: Code.PERMISSION_DENIED,
+            errno.ENOENT: Code.NOT_FOUND,
+            errno.ENOTDIR: Code.NOT_FOUND,
+            errno.EEXIST: Code.ALREADY_EXISTS,
+            errno.ENOSPC: Code.RESOURCE_EXHAUSTED,
+            errno.EDQUOT: Code.RESOURCE_EXHAUSTED,
+            errno.EIO: Code.UNAVAILABLE,
+            errno.ESTALE: Code.UNAVAILABLE,
+            errno.ETIMEDOUT: Code.UNAVAILABLE,
+        }.get(error.errno or 0, Code.FAILED_PRECONDITION)
         reason = error.strerror or str(error)
         path = str(error.filename) if error.filename is not None else ""
         prefix = f"{what}: " if what else ""

@@ -32,10 +32,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from hpcgate.server.config import TasksConfig
+from hpcgate.server.errors import Code
 from hpcgate.server.tasks.model import (
-    ABORTED,
-    FAILED_PRECONDITION,
-    INTERNAL,
     Json,
     NewTask,
     Progress,
@@ -252,7 +250,7 @@ class TaskRunner:
             return 0
         if spec is None:
             error = TaskError(
-                FAILED_PRECONDITION,
+                Code.FAILED_PRECONDITION,
                 f"this server cannot run tasks of kind {record.kind!r} (no handler); "
                 "start the task again on a server that supports it",
             )
@@ -260,13 +258,14 @@ class TaskRunner:
             return 0
         if record.state == TaskState.RUNNING and not spec.resumable:
             error = TaskError(
-                ABORTED, f"{how}; tasks of kind {record.kind!r} cannot be resumed: start it again"
+                Code.ABORTED,
+                f"{how}; tasks of kind {record.kind!r} cannot be resumed: start it again",
             )
             await self._end(record.id, TaskState.FAILED, None, record.progress, error)
             return 0
         if record.attempts >= self.settings.max_attempts:
             error = TaskError(
-                ABORTED,
+                Code.ABORTED,
                 f"{how}, {record.attempts} times; giving up so that it cannot keep the server "
                 "from working: check the server log, then start the task again",
             )
@@ -485,7 +484,7 @@ class TaskRunner:
             reference = uuid.uuid4().hex[:12]
             log.error("task %s failed (reference %s)", task_id, reference, exc_info=failure)
             error = TaskError(
-                INTERNAL,
+                Code.INTERNAL,
                 f"internal error (reference {reference}); report it to the operators",
             )
             await self._end(task_id, TaskState.FAILED, partial, progress, error)
@@ -501,7 +500,7 @@ class TaskRunner:
                 self._publish(requeued)
             return
         error = TaskError(
-            ABORTED,
+            Code.ABORTED,
             f"the server was stopped while the task was running; tasks of kind "
             f"{record.kind!r} cannot be resumed: start it again",
         )

@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hpcgate.server.tasks.model import FAILED_PRECONDITION, NOT_FOUND, TaskFailed
+from hpcgate.server.errors import Code
+from hpcgate.server.tasks.model import TaskFailed
 from hpcgate.server.tasks.runner import TaskContext
 from hpcgate.server.transfers.endpoint import Endpoint, Item
 
@@ -133,13 +134,13 @@ class Transfer:
             if self.state.last_done is not None and spec.kind == "MOVE":
                 return asdict(self.state.counters)  # resumed after the last source went
             raise TaskFailed(
-                NOT_FOUND,
+                Code.NOT_FOUND,
                 f"{self.source.label}:{spec.source_path} does not exist",
                 spec.source_path,
             )
         if root.kind == "dir" and not spec.recursive:
             raise TaskFailed(
-                FAILED_PRECONDITION,
+                Code.FAILED_PRECONDITION,
                 f"{spec.source_path} is a directory; set recursive to transfer a tree",
                 spec.source_path,
             )
@@ -193,7 +194,7 @@ class Transfer:
             return {}
         if there.kind != root.kind:
             raise TaskFailed(
-                FAILED_PRECONDITION,
+                Code.FAILED_PRECONDITION,
                 f"{self.spec.destination_path} is a {there.kind}, the source a {root.kind}",
                 self.spec.destination_path,
             )

@@ -48,14 +48,8 @@ from cryptography.hazmat.primitives import serialization
 
 from hpcgate.client.auth import ClientCredentials, bearer_interceptors
 from hpcgate.server.config import PeerConfig
-from hpcgate.server.tasks.model import (
-    ABORTED,
-    FAILED_PRECONDITION,
-    INVALID_ARGUMENT,
-    PERMISSION_DENIED,
-    UNAVAILABLE,
-    TaskFailed,
-)
+from hpcgate.server.errors import Code
+from hpcgate.server.tasks.model import TaskFailed
 from hpcgate.server.transfers.endpoint import Item, ItemKind, Written
 from hpcgate.v1 import utilities_pb2 as u
 from hpcgate.v1 import utilities_pb2_grpc
@@ -160,7 +154,7 @@ class PeerEndpoint:
             roots = peer.ca_file.read_bytes() if peer.ca_file else None
         except OSError as e:
             raise TaskFailed(
-                FAILED_PRECONDITION,
+                Code.FAILED_PRECONDITION,
                 f"{self.name}: cannot read its ca_file {peer.ca_file}: {e.strerror}",
             ) from None
         return grpc.aio.secure_channel(
@@ -178,12 +172,12 @@ class PeerEndpoint:
             serialization.load_pem_private_key(pem, password=None)
         except OSError as e:
             raise TaskFailed(
-                FAILED_PRECONDITION,
+                Code.FAILED_PRECONDITION,
                 f"{self.name}: cannot read its private_key_file {path}: {e.strerror}",
             ) from None
         except (ValueError, TypeError):
             raise TaskFailed(
-                FAILED_PRECONDITION,
+                Code.FAILED_PRECONDITION,
                 f"{self.name}: its private_key_file {path} is not an unencrypted PEM private key",
             ) from None
         return pem
@@ -196,20 +190,20 @@ class PeerEndpoint:
         shown = _shown(path)
         if code == grpc.StatusCode.UNAUTHENTICATED:
             return TaskFailed(
-                PERMISSION_DENIED,
+                Code.PERMISSION_DENIED,
                 f"{self.name} refused this server's credential (client "
                 f"{self.peer.client_id}): {details}",
                 shown,
             )
         # CANCELLED here is the peer ending the call (our own cancellation raises
         # asyncio.CancelledError instead): as retryable as a peer going away.
-        value = UNAVAILABLE if code == grpc.StatusCode.CANCELLED else code.value[0]
+        value = Code.UNAVAILABLE if code == grpc.StatusCode.CANCELLED else code.value[0]
         where = "" if shown and shown in details else f"{what} {shown}: "
         return TaskFailed(value, f"{self.name}: {where}{details}", shown)
 
     def _silent(self, what: str, path: str) -> TaskFailed:
         return TaskFailed(
-            UNAVAILABLE,
+            Code.UNAVAILABLE,
             f"{self.name}: {what} {_shown(path)}: no progress for {self.peer.timeout:g} s",
             _shown(path),
         )
@@ -220,7 +214,7 @@ class PeerEndpoint:
             path.encode("utf-8")
         except UnicodeEncodeError:
             raise TaskFailed(
-                INVALID_ARGUMENT,
+                Code.INVALID_ARGUMENT,
                 f"{self.name}: {_shown(path)} is not valid UTF-8, which the peer's {rpc} "
                 "cannot address",
                 _shown(path),
@@ -248,7 +242,7 @@ class PeerEndpoint:
         kind = _KINDS.get(entry.type)
         if kind not in ("file", "dir"):
             raise TaskFailed(
-                FAILED_PRECONDITION,
+                Code.FAILED_PRECONDITION,
                 f"{self.name}: {_shown(path)} is neither a regular file nor a directory",
                 _shown(path),
             )
@@ -347,7 +341,7 @@ class PeerEndpoint:
                 call.cancel()
         if reply.size != size:
             raise TaskFailed(
-                ABORTED,
+                Code.ABORTED,
                 f"{self.name}: {_shown(path)} got {reply.size} bytes instead of {size}",
                 _shown(path),
             )
@@ -538,7 +532,7 @@ class PeerDownload(AsyncIterator[bytes]):
             call.cancel()  # no-op after the end; stops the peer when the reader stopped early
         if trailer is None:
             raise TaskFailed(
-                UNAVAILABLE,
+                Code.UNAVAILABLE,
                 f"{endpoint.name}: the download of {_shown(path)} ended without its trailer",
                 _shown(path),
             )
@@ -552,4 +546,6 @@ class PeerDownload(AsyncIterator[bytes]):
         # ABORTED: the file changed under the download or the stream broke; reading it
         # again is the remedy.
         shown = _shown(self.path)
-        return TaskFailed(ABORTED, f"{self.endpoint.name}: downloading {shown} gave {what}", shown)
+        return TaskFailed(
+            Code.ABORTED, f"{self.endpoint.name}: downloading {shown} gave {what}", shown
+        )
