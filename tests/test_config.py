@@ -49,6 +49,12 @@ def test_every_key_of_the_example_is_documented() -> None:
         ("[[systems]]\nid = 'a'\n[[systems.filesystems]]\nname = 'h'\npath = 'rel'", "path"),
         ("[[systems]]\nid = 'a'\n[[systems]]\nid = 'a'", "ids must be unique"),
         ("[server.tls]\ncert_file = 'c'", "both cert_file and key_file"),
+        ("[state]\nbackend = 'mysql'", "state.backend: must be one of sqlite, postgresql"),
+        ("[state]\nbackend = 'postgresql'", "state.dsn: required"),
+        ("[state]\ndsn = 'postgresql://x/y'", "state.dsn: only used with"),
+        ("[state]\npool_size = 1", "state.pool_size: must be at least 2"),
+        ("[tasks]\nlease_seconds = 0.5", "tasks.lease_seconds: must be at least 1.0"),
+        ("[server]\nmax_connection_age = -1", "server.max_connection_age: must be at least"),
     ],
 )
 def test_errors_name_the_key(toml: str, message: str) -> None:
@@ -70,3 +76,11 @@ def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
     bad.write_text("[server\n")
     with pytest.raises(config.ConfigError, match="not valid TOML"):
         config.load(bad)
+
+
+def test_cluster_mode_is_postgresql_with_a_dsn() -> None:
+    parsed = config.parse(
+        tomllib.loads("[state]\nbackend = 'postgresql'\ndsn = 'postgresql://h/db'\n")
+    )
+    assert parsed.state.clustered and parsed.state.dsn == "postgresql://h/db"
+    assert not config.parse({}).state.clustered  # the embedded default stays SQLite

@@ -178,7 +178,7 @@ def _clients(config: Config, args: argparse.Namespace) -> int:
     from hpcgate.server.auth.registry import ClientRegistry, RegistryError
     from hpcgate.server.auth.scopes import POWERFUL_SCOPES
 
-    registry = ClientRegistry(StateStore(config.server.state_dir), config.auth.policy)
+    registry = ClientRegistry(StateStore.open(config), config.auth.policy)
     if args.action == "add":
         scopes = frozenset(args.scope)
         policy = config.auth.policy
@@ -226,7 +226,7 @@ def _token(config: Config, args: argparse.Namespace) -> int:
 
     if not 0 < args.ttl <= config.auth.max_access_token_ttl:
         sys.exit(f"hpcgate-server: --ttl must be in (0, {config.auth.max_access_token_ttl:g}]")
-    tokens = token_service(config, StateStore(config.server.state_dir))
+    tokens = token_service(config, StateStore.open(config))
     cidrs = tuple(args.cidr) if args.cidr else ("127.0.0.0/8", "::1/128")
     token, _ = tokens.mint(
         args.user, ADMIN_CLIENT_ID, frozenset(args.scope or ["read"]), args.ttl, cidrs
@@ -258,7 +258,7 @@ def _check_system(config: Config, system: str | None) -> None:
 
 
 def _outages(config: Config, args: argparse.Namespace) -> int:
-    store = StateStore(config.server.state_dir)
+    store = StateStore.open(config)
     now = datetime.now(UTC)
     if args.action == "add":
         _check_system(config, args.system)
@@ -286,7 +286,7 @@ def _outages(config: Config, args: argparse.Namespace) -> int:
 
 
 def _notes(config: Config, args: argparse.Namespace) -> int:
-    store = StateStore(config.server.state_dir)
+    store = StateStore.open(config)
     if args.action == "add":
         _check_system(config, args.system)
         note = store.add_note(args.system, args.text, args.author)
@@ -310,7 +310,7 @@ def _reservations(config: Config, args: argparse.Namespace) -> int:
     from hpcgate.server.slurm.factory import make_adapter
 
     adapters = {system.id: make_adapter(system) for system in config.systems}
-    service = Reservations(StateStore(config.server.state_dir), adapters)
+    service = Reservations(StateStore.open(config), adapters)
     operator = os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator"
 
     async def act() -> None:

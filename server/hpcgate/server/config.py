@@ -7,7 +7,9 @@ at start-up with a clear message instead of at the first request.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,16 @@ class ServerConfig:
     shutdown_grace: float = 5.0
     log_level: str = "info"
     tls: TlsConfig | None = None
+    # Seconds after which a client connection is sent GOAWAY so that clients reconnect
+    # and spread over the replicas again (cluster mode); 0: never.
+    max_connection_age: float = 0.0
+    # This replica's name in task leases and logs; "" = hostname:pid.
+    replica_id: str = ""
+
+    @property
+    def replica_name(self) -> str:
+        """`replica_id`, or hostname:pid: unique among replicas running at once."""
+        return self.replica_id or f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def listens_on_loopback_only(self) -> bool:
@@ -51,6 +63,23 @@ class ServerConfig:
             return ipaddress.ip_address(host).is_loopback
         except ValueError:
             return False
+
+
+STATE_BACKENDS = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Where durable state lives: SQLite in state_dir (one server), or PostgreSQL (any
+    number of replicas sharing it: cluster mode, docs/deployment.md)."""
+
+    backend: str = "sqlite"
+    dsn: str = ""  # libpq connection string or URI, for "postgresql"
+    pool_size: int = 10  # connections per replica
+
+    @property
+    def clustered(self) -> bool:
+        return self.backend == "postgresql"
 
 
 @dataclass(frozen=True)
@@ -156,6 +185,9 @@ class TasksConfig:
     max_attempts: int = 10
     # Seconds running tasks get to clean up when the server stops.
     stop_timeout: float = 10.0
+    # Seconds a replica's claim on a running task lasts unless renewed (renewed every
+    # third of it); a replica silent longer loses its tasks to the others.
+    lease_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -309,6 +341,7 @@ def _is_loopback(host: str) -> bool:
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -684,6 +717,24 @@ def _peer(section: _Section) -> PeerConfig:
     return peer
 
 
+def _state(section: _Section | None) -> StateConfig:
+    if section is None:
+        return StateConfig()
+    state = StateConfig(
+        backend=section.text("backend", "sqlite"),
+        dsn=section.text("dsn", ""),
+        pool_size=section.integer("pool_size", StateConfig.pool_size, minimum=2),
+    )
+    section.finish()
+    if state.backend not in STATE_BACKENDS:
+        raise ConfigError(f"state.backend: must be one of {', '.join(STATE_BACKENDS)}")
+    if state.clustered and not state.dsn:
+        raise ConfigError('state.dsn: required with backend = "postgresql" (a libpq URI)')
+    if not state.clustered and state.dsn:
+        raise ConfigError('state.dsn: only used with backend = "postgresql"')
+    return state
+
+
 def _tasks(section: _Section | None) -> TasksConfig:
     d = TasksConfig()
     if section is None:
@@ -699,6 +750,7 @@ def _tasks(section: _Section | None) -> TasksConfig:
         retention=section.seconds("retention", d.retention, minimum=3600.0),
         max_attempts=section.integer("max_attempts", d.max_attempts),
         stop_timeout=section.seconds("stop_timeout", d.stop_timeout, minimum=0.0),
+        lease_seconds=section.seconds("lease_seconds", d.lease_seconds, minimum=1.0),
     )
     section.finish()
     return tasks
@@ -718,10 +770,13 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             shutdown_grace=s.seconds("shutdown_grace", 5.0, minimum=0.0),
             log_level=level,
             tls=_tls(s.table("tls")),
+            max_connection_age=s.seconds("max_connection_age", 0.0, minimum=0.0),
+            replica_id=s.text("replica_id", ""),
         )
         s.finish()
     if ":" not in server.listen:
         raise ConfigError(f"server.listen: {server.listen!r} must be HOST:PORT")
+    state = _state(root.table("state"))
     status = StatusConfig()
     if (s := root.table("status")) is not None:
         status = StatusConfig(
@@ -826,6 +881,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     root.finish()
     return Config(
         server=server,
+        state=state,
         status=status,
         limits=limits,
         auth=auth,

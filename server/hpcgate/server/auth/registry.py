@@ -193,7 +193,7 @@ class ClientRegistry:
     def list(self, user: str | None = None) -> list[Client]:
         query, args = "SELECT * FROM clients", tuple[str, ...]()
         if user:
-            query, args = query + " WHERE user = ?", (user,)
+            query, args = query + ' WHERE "user" = ?', (user,)
         with self.store.connect() as db:
             rows = db.execute(query + " ORDER BY created_at", args).fetchall()
         return [_row(r) for r in rows]
@@ -212,7 +212,7 @@ class ClientRegistry:
         with self.store.connect() as db:
             db.execute("DELETE FROM used_assertions WHERE expires_at < ?", (now - 3600,))
             cursor = db.execute(
-                "INSERT OR IGNORE INTO used_assertions VALUES (?, ?, ?)",
+                "INSERT INTO used_assertions VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (jti, client_id, expires_at),
             )
         return cursor.rowcount == 1

@@ -14,10 +14,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
+from hpcgate.server.state.database import Connection, PostgresDatabase
 from hpcgate.server.state.store import StateStore
 
 COMMENT_PREFIX = "hpcgate-request:"
+
+
+def _lock_name(user: str, system: str, request_id: str) -> str:
+    return f"job-request/{user}/{system}/{request_id}"
 
 
 def request_fingerprint(serialized_request: bytes) -> str:
@@ -46,7 +52,11 @@ class JobRequests:
         self._lock = threading.Lock()
 
     @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self) -> Iterator[Connection]:
+        if self.store.shared:  # PostgreSQL: the pool keeps connections open already
+            with self.store.connect() as db:
+                yield db
+            return
         with self._lock:
             if self._db is None:
                 self._db = sqlite3.connect(
@@ -54,6 +64,20 @@ class JobRequests:
                 )
                 self._db.execute("PRAGMA busy_timeout=10000")
             yield self._db
+
+    def hold(self, user: str, system: str, request_id: str, timeout: float) -> Any:
+        """Across replicas, keep others from submitting for this request id until `release`
+        (a PostgreSQL advisory lock; waits at most `timeout` seconds). With SQLite, one
+        server: its own per-request asyncio lock suffices, and this returns None."""
+        database = self.store.database
+        if not isinstance(database, PostgresDatabase):
+            return None
+        return database.hold(_lock_name(user, system, request_id), timeout)
+
+    def release(self, held: Any, user: str, system: str, request_id: str) -> None:
+        database = self.store.database
+        if held is not None and isinstance(database, PostgresDatabase):
+            database.release(held, _lock_name(user, system, request_id))
 
     def close(self) -> None:
         with self._lock:
@@ -65,7 +89,7 @@ class JobRequests:
         with self._connection() as db:
             row = db.execute(
                 "SELECT request_hash, job_id FROM job_requests "
-                "WHERE user = ? AND system = ? AND request_id = ?",
+                'WHERE "user" = ? AND system = ? AND request_id = ?',
                 (user, system, request_id),
             ).fetchone()
         return RequestRecord(row[0], row[1]) if row else None
@@ -74,7 +98,7 @@ class JobRequests:
         """Record that a submission starts; False if the request id already has a row."""
         with self._connection() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO job_requests VALUES (?, ?, ?, ?, NULL, ?)",
+                "INSERT INTO job_requests VALUES (?, ?, ?, ?, NULL, ?) ON CONFLICT DO NOTHING",
                 (user, system, request_id, request_hash, time.time()),
             )
         return cursor.rowcount == 1
@@ -86,14 +110,14 @@ class JobRequests:
         has a row, leave it and return it (one transaction, one trip to the disk)."""
         with self._connection() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO job_requests VALUES (?, ?, ?, ?, NULL, ?)",
+                "INSERT INTO job_requests VALUES (?, ?, ?, ?, NULL, ?) ON CONFLICT DO NOTHING",
                 (user, system, request_id, request_hash, time.time()),
             )
             if cursor.rowcount == 1:
                 return None
             row = db.execute(
                 "SELECT request_hash, job_id FROM job_requests "
-                "WHERE user = ? AND system = ? AND request_id = ?",
+                'WHERE "user" = ? AND system = ? AND request_id = ?',
                 (user, system, request_id),
             ).fetchone()
         return RequestRecord(row[0], row[1]) if row else None
@@ -102,7 +126,7 @@ class JobRequests:
         with self._connection() as db:
             db.execute(
                 "UPDATE job_requests SET job_id = ? "
-                "WHERE user = ? AND system = ? AND request_id = ?",
+                'WHERE "user" = ? AND system = ? AND request_id = ?',
                 (job_id, user, system, request_id),
             )
 
@@ -110,7 +134,7 @@ class JobRequests:
         """Forget a submission Slurm refused, so the client may retry it."""
         with self._connection() as db:
             db.execute(
-                "DELETE FROM job_requests WHERE user = ? AND system = ? AND request_id = ? "
+                'DELETE FROM job_requests WHERE "user" = ? AND system = ? AND request_id = ? '
                 "AND job_id IS NULL",
                 (user, system, request_id),
             )

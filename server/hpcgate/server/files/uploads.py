@@ -143,7 +143,7 @@ class UploadRequests:
             )
             row = db.execute(
                 "SELECT request_hash, path, size, sha256 FROM upload_requests "
-                "WHERE user = ? AND system = ? AND request_id = ?",
+                'WHERE "user" = ? AND system = ? AND request_id = ?',
                 (user, system, request_id),
             ).fetchone()
         if row is None:
@@ -160,7 +160,10 @@ class UploadRequests:
     ) -> None:
         with self.store.connect() as db:
             db.execute(
-                "INSERT OR REPLACE INTO upload_requests VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO upload_requests VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT"
+                ' ("user", system, request_id) DO UPDATE SET request_hash = excluded.request_hash,'
+                " path = excluded.path, size = excluded.size, sha256 = excluded.sha256,"
+                " created_at = excluded.created_at",
                 (
                     user,
                     system,

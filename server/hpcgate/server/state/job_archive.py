@@ -27,8 +27,7 @@ class JobArchive:
         batch = [(self.system, job_id, next(self._counter), text) for job_id, text in rows]
         if not batch:
             return
-        with self.store.connect() as db:
-            db.execute("BEGIN IMMEDIATE")
+        with self.store.transaction() as db:
             db.executemany(
                 "INSERT INTO finished_jobs (system, job_id, stored, record) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (system, job_id) DO UPDATE SET stored = excluded.stored,"
@@ -40,7 +39,6 @@ class JobArchive:
                 " finished_jobs WHERE system = ? ORDER BY stored DESC LIMIT 1 OFFSET ?)",
                 (self.system, self.system, self.capacity),
             )
-            db.execute("COMMIT")
 
     def delete(self, job_ids: Iterable[str]) -> None:
         with self.store.connect() as db:
@@ -54,7 +52,7 @@ class JobArchive:
         with self.store.connect() as db:
             rows = db.execute(
                 "SELECT record FROM (SELECT record, stored FROM finished_jobs WHERE system = ?"
-                " ORDER BY stored DESC LIMIT ?) ORDER BY stored",
+                " ORDER BY stored DESC LIMIT ?) AS newest ORDER BY stored",
                 (self.system, self.capacity),
             ).fetchall()
         return [text for (text,) in rows]

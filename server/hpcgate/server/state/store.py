@@ -1,19 +1,31 @@
-"""SQLite state: outages and notes here; other modules (auth/registry.py) add their tables.
+"""Durable state: the schema of either backend (state/database.py), and outages and
+notes; other modules (auth/registry.py, tasks/store.py, ...) keep their tables here too.
 
-Methods are synchronous and short; the server calls them through `asyncio.to_thread`
-so the event loop never waits on the disk. WAL mode lets the `hpcgate-server outages`
-command write while the server reads.
+SQLite (`state_dir`/hpcgate.sqlite3) is the embedded default; PostgreSQL (`[state]
+backend = "postgresql"`) lets several replicas share state. Methods are synchronous and
+short; the server calls them through `asyncio.to_thread` so the event loop never waits
+on the disk. WAL mode lets the `hpcgate-server outages` command write while the server
+reads.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from hpcgate.server.config import Config
+from hpcgate.server.state import postgres_schema
+from hpcgate.server.state.database import (
+    POSTGRESQL,
+    Connection,
+    Database,
+    PostgresDatabase,
+    SqliteDatabase,
+)
 
 DB_NAME = "hpcgate.sqlite3"
 
@@ -155,7 +167,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX reservation_requests_owner ON reservation_requests(owner, created);
     """,
+    # Task leases (tasks/store.py): which runner holds a RUNNING task, until when, and
+    # the token that fences its writes once another runner has taken the task over.
+    """
+    ALTER TABLE tasks ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tasks ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN lease_until INTEGER;
+    """,
 )
+# Serialises migrations of replicas starting at once (pg_advisory_xact_lock key).
+_MIGRATION_LOCK = 0x68706367  # "hpcg"
 
 
 @dataclass(frozen=True)
@@ -194,26 +215,65 @@ def _new_id() -> str:
 
 
 class StateStore:
-    """The server's SQLite database in `state_dir`."""
+    """The server's database: SQLite in `state_dir`, or PostgreSQL at `dsn`."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / DB_NAME
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self.connect() as db:
+    def __init__(self, state_dir: Path, dsn: str = "", pool_size: int = 10) -> None:
+        self.path = state_dir / DB_NAME  # SQLite only
+        self.database: Database
+        if dsn:
+            self.database = PostgresDatabase(dsn, pool_size)
+            self._migrate_postgres()
+        else:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.database = SqliteDatabase(self.path)
+            self._migrate_sqlite()
+
+    @classmethod
+    def open(cls, config: Config) -> StateStore:
+        """The store `config` names ([server] state_dir, [state])."""
+        state = config.state
+        dsn = state.dsn if state.clustered else ""
+        return cls(config.server.state_dir, dsn, state.pool_size)
+
+    @property
+    def dialect(self) -> str:
+        return self.database.dialect
+
+    @property
+    def shared(self) -> bool:
+        """Whether other servers may use this state at the same time (PostgreSQL)."""
+        return self.database.dialect == POSTGRESQL
+
+    def close(self) -> None:
+        self.database.close()
+
+    def _migrate_sqlite(self) -> None:
+        with closing(sqlite3.connect(self.path, timeout=10, isolation_level=None)) as db:
+            db.execute("PRAGMA busy_timeout=10000")
             db.execute("PRAGMA journal_mode=WAL")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for index in range(version, len(MIGRATIONS)):
                 db.executescript(MIGRATIONS[index])
                 db.execute(f"PRAGMA user_version={index + 1}")
 
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        try:
-            db.execute("PRAGMA busy_timeout=10000")
-            yield db
-        finally:
-            db.close()
+    def _migrate_postgres(self) -> None:
+        with self.database.transaction() as db:
+            db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            version = 0 if row is None else row[0]
+            for migration in postgres_schema.MIGRATIONS[version:]:
+                db.execute(migration)
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version VALUES (?)", (len(postgres_schema.MIGRATIONS),))
+
+    def connect(self) -> AbstractContextManager[Connection]:
+        """A connection in autocommit mode."""
+        return self.database.connect()
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A connection inside one write transaction (see Database.transaction)."""
+        return self.database.transaction()
 
     # -- outages ------------------------------------------------------------------------
 
