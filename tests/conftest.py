@@ -22,6 +22,8 @@ from hpcgate.server.config import Config, StatusConfig
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPT = ROOT / "scripts" / "cluster.sh"
 IN_CI = os.environ.get("CI") == "true"
+# Fixtures of real PostgreSQL (tests/postgres.py): `postgres`, `pg_dsn`.
+pytest_plugins = ["postgres"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,5 +1,6 @@
-"""Durable tasks: the SQLite store, the runner (progress, cancellation, limits, recovery
-after a real kill -9), and TasksService end to end as alice and bob.
+"""Durable tasks: the store, the runner (progress, cancellation, limits, recovery after a
+real kill -9), and TasksService end to end as alice and bob; each on both backends,
+SQLite and a real PostgreSQL (`backend`), but for the SQLite schema test.
 
 Tasks here are of test-only kinds registered below: a real, resumable copy of files
 (chunked, sha256-verified, renamed into place only when verified, one checkpoint per
@@ -14,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from postgres import States, open_backend
 
 from conftest import bearer, fast_config
 from hpcgate.server.app import Gateway
@@ -34,7 +36,7 @@ from hpcgate.server.tasks import (
     NewTask,
     Progress,
     RequestIdConflict,
-    SqliteTaskStore,
+    SqlTaskStore,
     TaskContext,
     TaskFailed,
     TaskFeed,
@@ -52,6 +54,13 @@ ONESHOT = "test.oneshot"  # same work, not resumable
 FAST = TasksConfig(progress_interval=0.05, heartbeat_interval=1.0, stop_timeout=5.0)
 RW = ("read", "write")
 TESTS = Path(__file__).resolve().parent
+OWNER = "test-owner"  # the lease owner of tasks the tests claim through the store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Iterator[States]:
+    """Each test runs on SQLite and on a real PostgreSQL (a fresh database each)."""
+    yield from open_backend(request)
 
 
 # -- the test kind: a real copy ------------------------------------------------------------
@@ -147,8 +156,8 @@ async def wait_state(
 
 
 @pytest.fixture
-async def runner(tmp_path: Path) -> AsyncIterator[TaskRunner]:
-    r = TaskRunner(SqliteTaskStore(StateStore(tmp_path / "state")), FAST)
+async def runner(backend: States, tmp_path: Path) -> AsyncIterator[TaskRunner]:
+    r = TaskRunner(backend.tasks(tmp_path / "state"), FAST)
     register_kinds(r)
     await r.start()
     yield r
@@ -163,17 +172,19 @@ def new_task(user: str = "alice", kind: str = COPY, **kw: Any) -> NewTask:
 
 
 def test_migrations_bring_a_new_database_to_the_latest_schema(tmp_path: Path) -> None:
+    """SQLite only: its migrations and pragmas (PostgreSQL's schema: test_task_leases)."""
     state = StateStore(tmp_path)
     with state.connect() as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         columns = {r[1] for r in db.execute("PRAGMA table_info(tasks)")}
     assert {"checkpoint", "request_hash", "cancel_requested", "revision"} <= columns
+    assert {"lease_owner", "lease_token", "lease_until"} <= columns
     assert any("CREATE TABLE tasks" in m for m in MIGRATIONS)
 
 
-def test_store_round_trip_and_transitions(tmp_path: Path) -> None:
-    store = SqliteTaskStore(StateStore(tmp_path))
+def test_store_round_trip_and_transitions(backend: States, tmp_path: Path) -> None:
+    store = backend.tasks(tmp_path)
     record, created = store.create(
         new_task(description="copy a", labels={"k": "v"}, request_id="r1", request_hash="h1"),
         max_unfinished_per_user=10,
@@ -192,43 +203,48 @@ def test_store_round_trip_and_transitions(tmp_path: Path) -> None:
     assert store.create(new_task("bob", request_id="r1", request_hash="h1"),
                         max_unfinished_per_user=10, request_id_ttl=3600)[1]  # fmt: skip
 
-    assert store.update_progress(record.id, Progress(bytes_done=1)) is None  # not RUNNING
-    running = store.mark_running(record.id)
+    assert store.update_progress(record.id, 0, Progress(bytes_done=1)) is None  # not RUNNING
+    running = store.mark_running(record.id, OWNER, 60)
     assert running is not None and running.state == TaskState.RUNNING and running.attempts == 1
-    assert store.mark_running(record.id) is None
-    progressed = store.update_progress(record.id, Progress(5, 10, 1, None, "half"))
+    assert running.lease_owner == OWNER and running.lease_token > 0 and running.lease_until
+    token = running.lease_token
+    assert store.mark_running(record.id, "other", 60) is None
+    progressed = store.update_progress(record.id, token, Progress(5, 10, 1, None, "half"))
     assert progressed is not None and progressed.progress == Progress(5, 10, 1, None, "half")
     assert progressed.revision > running.revision
-    store.save_checkpoint(record.id, {"done": ["a"]}, Progress(6, 10))
+    assert store.update_progress(record.id, token + 1, Progress(7)) is None  # not its lease
+    store.save_checkpoint(record.id, token, {"done": ["a"]}, Progress(6, 10))
 
-    # A fresh store on the same file sees everything that was committed.
-    reopened = SqliteTaskStore(StateStore(tmp_path))
+    # A fresh store on the same database sees everything that was committed.
+    reopened = backend.tasks(tmp_path)
     assert reopened.load_checkpoint(record.id) == {"done": ["a"]}
     got = reopened.get(record.id)
     assert got is not None and got.progress.bytes_done == 6 and got.request == {"n": 1}
     assert next(r.id for r in reopened.unfinished()) == record.id
 
-    ended = reopened.finish(record.id, TaskState.SUCCEEDED, result={"files": 1})
+    # A RUNNING task is ended under its lease only (None: the PENDING task it no longer is).
+    assert reopened.finish(record.id, TaskState.FAILED, token=None) is None
+    ended = reopened.finish(record.id, TaskState.SUCCEEDED, token=token, result={"files": 1})
     assert ended is not None and ended.end_time is not None and ended.result == {"files": 1}
     # An ended task cannot be revived or ended twice.
-    assert reopened.finish(record.id, TaskState.FAILED) is None
+    assert reopened.finish(record.id, TaskState.FAILED, token=token) is None
     assert reopened.request_cancel(record.id).cancel_requested is False  # type: ignore[union-attr]
-    assert reopened.requeue(record.id) is None
+    assert reopened.requeue(record.id, token) is None
     assert reopened.purge(datetime.now(UTC) - timedelta(hours=1)) == 0
     assert reopened.purge(datetime.now(UTC) + timedelta(seconds=1)) == 1
     assert reopened.get(record.id) is None
 
 
 def test_a_request_id_finds_its_task_in_any_state_and_outlives_retention(
-    tmp_path: Path,
+    backend: States, tmp_path: Path
 ) -> None:
-    store = SqliteTaskStore(StateStore(tmp_path))
+    store = backend.tasks(tmp_path)
     record, _ = store.create(
         new_task(request_id="r1", request_hash="h1"), max_unfinished_per_user=10,
         request_id_ttl=3600,
     )  # fmt: skip
     assert store.find_request("alice", "r2", "h1", request_id_ttl=3600) is None
-    assert store.finish(record.id, TaskState.SUCCEEDED) is not None
+    assert store.finish(record.id, TaskState.SUCCEEDED, token=None) is not None
     found = store.find_request("alice", "r1", "h1", request_id_ttl=3600)
     assert found is not None and found.id == record.id and found.state == TaskState.SUCCEEDED
     with pytest.raises(RequestIdConflict):
@@ -244,8 +260,8 @@ def test_a_request_id_finds_its_task_in_any_state_and_outlives_retention(
     assert store.get(record.id) is None
 
 
-def test_store_limits_filters_and_pages(tmp_path: Path) -> None:
-    store = SqliteTaskStore(StateStore(tmp_path))
+def test_store_limits_filters_and_pages(backend: States, tmp_path: Path) -> None:
+    store = backend.tasks(tmp_path)
     ids = []
     for i in range(5):
         record, _ = store.create(
@@ -257,7 +273,7 @@ def test_store_limits_filters_and_pages(tmp_path: Path) -> None:
     with pytest.raises(TooManyTasks):
         store.create(new_task(), max_unfinished_per_user=5, request_id_ttl=1)
     store.create(new_task("bob"), max_unfinished_per_user=5, request_id_ttl=1)
-    store.finish(ids[0], TaskState.CANCELLED)
+    store.finish(ids[0], TaskState.CANCELLED, token=None)
     newest_first = list(reversed(ids))
     assert [r.id for r in store.list_tasks("alice", TaskQuery(), 0, 100)] == newest_first
     assert [r.id for r in store.list_tasks("alice", TaskQuery(), 1, 2)] == newest_first[1:3]
@@ -287,7 +303,8 @@ async def test_runner_copies_with_progress_and_result(runner: TaskRunner, tmp_pa
             update = await watch.next(10)
             assert update is not None
             seen.append(update)
-    states = [r.state for r in seen]
+    # (On a shared store the follower may first publish the record still PENDING.)
+    states = [r.state for r in seen if r.state != TaskState.PENDING]
     assert states[0] == TaskState.RUNNING and states[-1] == TaskState.SUCCEEDED
     middle = [r.progress.bytes_done for r in seen if r.state == TaskState.RUNNING]
     assert len(middle) >= 3 and middle == sorted(middle)  # several, increasing
@@ -326,9 +343,9 @@ async def _async(value: bool) -> bool:
     return value
 
 
-async def test_concurrency_per_user_and_per_system(tmp_path: Path) -> None:
+async def test_concurrency_per_user_and_per_system(backend: States, tmp_path: Path) -> None:
     settings = replace(FAST, max_running_per_user=2, max_running_per_system=3)
-    runner = TaskRunner(SqliteTaskStore(StateStore(tmp_path / "state")), settings)
+    runner = TaskRunner(backend.tasks(tmp_path / "state"), settings)
     register_kinds(runner)
     await runner.start()
     try:
@@ -371,17 +388,19 @@ async def test_failure_and_unexpected_error(runner: TaskRunner, tmp_path: Path) 
     assert "reference" in failed.error.message
 
 
-async def test_a_slow_watcher_keeps_every_state_in_bounded_memory(tmp_path: Path) -> None:
-    store = SqliteTaskStore(StateStore(tmp_path))
+async def test_a_slow_watcher_keeps_every_state_in_bounded_memory(
+    backend: States, tmp_path: Path
+) -> None:
+    store = backend.tasks(tmp_path)
     record, _ = store.create(new_task(), max_unfinished_per_user=10, request_id_ttl=60)
     feed = TaskFeed()
     with feed.subscribe(record.id) as watch:
         feed.publish(record)
-        running = store.mark_running(record.id)
+        running = store.mark_running(record.id, OWNER, 60)
         assert running is not None
         for i in range(500):
             feed.publish(replace(running, progress=Progress(bytes_done=i), revision=10 + i))
-        ended = store.finish(record.id, TaskState.SUCCEEDED)
+        ended = store.finish(record.id, TaskState.SUCCEEDED, token=running.lease_token)
         assert ended is not None
         feed.publish(ended)
         seen = []
@@ -397,31 +416,39 @@ async def test_a_slow_watcher_keeps_every_state_in_bounded_memory(tmp_path: Path
 # -- recovery -------------------------------------------------------------------------------
 
 
-def crashed_task(state_dir: Path, kind: str, request: dict[str, Any], done: list[str]) -> str:
-    """What a server that died mid-task leaves in its database: RUNNING, a checkpoint."""
-    store = SqliteTaskStore(StateStore(state_dir))
+def crashed_task(store: SqlTaskStore, kind: str, request: dict[str, Any], done: list[str]) -> str:
+    """What a server that died mid-task leaves in its database: RUNNING (under a lease
+    that has expired), a checkpoint."""
     record, _ = store.create(
         NewTask(user="alice", kind=kind, system="local", request=request),
         max_unfinished_per_user=100,
         request_id_ttl=60,
     )
-    store.mark_running(record.id)
-    store.save_checkpoint(record.id, {"done": done}, Progress(files_done=len(done)))
+    running = store.mark_running(record.id, "crashed", 0)
+    assert running is not None
+    store.save_checkpoint(
+        record.id, running.lease_token, {"done": done}, Progress(files_done=len(done))
+    )
     return record.id
 
 
-async def test_restart_resumes_from_checkpoint_or_fails_with_a_reason(tmp_path: Path) -> None:
+async def test_restart_resumes_from_checkpoint_or_fails_with_a_reason(
+    backend: States, tmp_path: Path
+) -> None:
+    """SQLite: start-up recovers the previous run's RUNNING tasks; PostgreSQL: the
+    reaper takes over those whose lease expired (here: at start-up too)."""
     state_dir = tmp_path / "state"
+    store = backend.tasks(state_dir)
     src, dst, names = make_tree(tmp_path / "t", 4, 50_000)
     # The first two files were verified and renamed into place before the "crash".
     for name in names[:2]:
         (dst / name).write_bytes((src / name).read_bytes())
     before = {n: (dst / n).stat().st_mtime_ns for n in names[:2]}
-    resumable = crashed_task(state_dir, COPY, copy_request(src, dst, names), names[:2])
-    other = crashed_task(state_dir, ONESHOT, copy_request(src, dst, names), names[:2])
-    unknown = crashed_task(state_dir, "test.unknown-kind", {}, [])
+    resumable = crashed_task(store, COPY, copy_request(src, dst, names), names[:2])
+    other = crashed_task(store, ONESHOT, copy_request(src, dst, names), names[:2])
+    unknown = crashed_task(store, "test.unknown-kind", {}, [])
 
-    runner = TaskRunner(SqliteTaskStore(StateStore(state_dir)), FAST)
+    runner = TaskRunner(backend.tasks(state_dir), FAST)
     register_kinds(runner)
     await runner.start()
     try:
@@ -432,7 +459,10 @@ async def test_restart_resumes_from_checkpoint_or_fails_with_a_reason(tmp_path: 
         assert all(sha256(dst / n) == sha256(src / n) for n in names)
         failed = await runner.get(other, "alice")
         assert failed is not None and failed.state == TaskState.FAILED and failed.error
-        assert failed.error.message.startswith("the server stopped while the task was running")
+        how = "the server running the task stopped responding (its lease expired)"
+        if not backend.shared:
+            how = "the server stopped while the task was running"
+        assert failed.error.message.startswith(how)
         assert "cannot be resumed" in failed.error.message
         lost = await runner.get(unknown, "alice")
         assert lost is not None and lost.state == TaskState.FAILED and lost.error
@@ -441,13 +471,13 @@ async def test_restart_resumes_from_checkpoint_or_fails_with_a_reason(tmp_path: 
         await runner.stop()
 
 
-async def test_a_task_interrupted_too_often_ends_failed(tmp_path: Path) -> None:
+async def test_a_task_interrupted_too_often_ends_failed(backend: States, tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     src, dst, names = make_tree(tmp_path / "t", 1, 1000)
-    task_id = crashed_task(state_dir, COPY, copy_request(src, dst, names), [])
-    with StateStore(state_dir).connect() as db:
+    task_id = crashed_task(backend.tasks(state_dir), COPY, copy_request(src, dst, names), [])
+    with backend.open(state_dir).connect() as db:
         db.execute("UPDATE tasks SET attempts = 3 WHERE id = ?", (task_id,))
-    runner = TaskRunner(SqliteTaskStore(StateStore(state_dir)), replace(FAST, max_attempts=3))
+    runner = TaskRunner(backend.tasks(state_dir), replace(FAST, max_attempts=3))
     register_kinds(runner)
     await runner.start()
     try:
@@ -458,18 +488,22 @@ async def test_a_task_interrupted_too_often_ends_failed(tmp_path: Path) -> None:
         await runner.stop()
 
 
-async def run_child_runner(state_dir: str) -> None:
+# The kill -9 test: a short lease, so that on PostgreSQL the reaper soon takes over.
+SHORT_LEASE = replace(FAST, lease_seconds=1.0)
+
+
+async def run_child_runner(state_dir: str, dsn: str) -> None:
     """Body of the subprocess of the kill -9 test: a runner that works until killed."""
-    runner = TaskRunner(SqliteTaskStore(StateStore(Path(state_dir))), FAST)
+    runner = TaskRunner(SqlTaskStore(StateStore(Path(state_dir), dsn)), SHORT_LEASE)
     register_kinds(runner)
     await runner.start()
     await asyncio.Event().wait()
 
 
-async def test_kill_9_mid_task_then_resume(tmp_path: Path) -> None:
+async def test_kill_9_mid_task_then_resume(backend: States, tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     src, dst, names = make_tree(tmp_path / "t", 6, 200_000)
-    store = SqliteTaskStore(StateStore(state_dir))
+    store = backend.tasks(state_dir)
     record, _ = store.create(
         NewTask(user="alice", kind=COPY, system="local",
                 request=copy_request(src, dst, names, chunk=16384, delay=0.02)),
@@ -478,7 +512,8 @@ async def test_kill_9_mid_task_then_resume(tmp_path: Path) -> None:
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-c",
         f"import asyncio, sys; sys.path.insert(0, {str(TESTS)!r}); import test_tasks; "
-        f"asyncio.run(test_tasks.run_child_runner({str(state_dir)!r}))",
+        f"asyncio.run(test_tasks.run_child_runner({str(state_dir)!r}, "
+        f"{backend.dsn(state_dir)!r}))",
     )  # fmt: skip
     try:
 
@@ -494,7 +529,7 @@ async def test_kill_9_mid_task_then_resume(tmp_path: Path) -> None:
     assert crashed is not None and crashed.state == TaskState.RUNNING  # what a crash leaves
     checkpoint = store.load_checkpoint(record.id)
     assert checkpoint is not None and len(checkpoint["done"]) >= 2
-    runner = TaskRunner(SqliteTaskStore(StateStore(state_dir)), FAST)
+    runner = TaskRunner(backend.tasks(state_dir), SHORT_LEASE)
     register_kinds(runner)
     await runner.start()
     try:
@@ -509,13 +544,15 @@ async def test_kill_9_mid_task_then_resume(tmp_path: Path) -> None:
 # -- TasksService end to end ----------------------------------------------------------------
 
 
-def tasks_config(tmp_path: Path) -> Config:
-    return replace(fast_config(tmp_path), tasks=FAST)
+def tasks_config(tmp_path: Path, backend: States) -> Config:
+    return backend.config(replace(fast_config(tmp_path), tasks=FAST))
 
 
 @pytest.fixture
-async def task_gateway(slurm_cluster: None, tmp_path: Path) -> AsyncIterator[Gateway]:
-    gateway = Gateway(tasks_config(tmp_path))
+async def task_gateway(
+    slurm_cluster: None, backend: States, tmp_path: Path
+) -> AsyncIterator[Gateway]:
+    gateway = Gateway(tasks_config(tmp_path, backend))
     register_kinds(gateway.tasks)  # kinds register before start, as the transfer kind does
     await gateway.start()
     yield gateway
@@ -649,6 +686,8 @@ async def test_others_tasks_are_not_found(stub, task_gateway: Gateway, tmp_path:
 @pytest.mark.slurm
 async def test_list_filters_and_pages(stub, task_gateway: Gateway, tmp_path: Path) -> None:
     store = task_gateway.tasks.store
+    # The records are made by hand here: on a shared store the runner would claim them.
+    await task_gateway.tasks.stop()
     ids = []
     for i in range(5):  # finished records of kind transfer and of a test kind
         record, _ = await asyncio.to_thread(
@@ -657,9 +696,11 @@ async def test_list_filters_and_pages(stub, task_gateway: Gateway, tmp_path: Pat
                     request={"kind": "TRANSFER_KIND_COPY", "recursive": True}),
             max_unfinished_per_user=100, request_id_ttl=60,
         )  # fmt: skip
-        await asyncio.to_thread(store.mark_running, record.id)
+        running = await asyncio.to_thread(store.mark_running, record.id, OWNER, 60)
+        assert running is not None
         end = TaskState.SUCCEEDED if i < 3 else TaskState.FAILED
-        await asyncio.to_thread(store.finish, record.id, end, result={"files_transferred": i})
+        await asyncio.to_thread(store.finish, record.id, end, token=running.lease_token,
+                                result={"files_transferred": i})  # fmt: skip
         ids.append(record.name)
         await asyncio.sleep(0.002)
     meta = bearer(task_gateway, "alice")
@@ -701,8 +742,12 @@ async def test_list_filters_and_pages(stub, task_gateway: Gateway, tmp_path: Pat
 
 
 @pytest.mark.slurm
-async def test_tasks_survive_a_gateway_restart(slurm_cluster: None, tmp_path: Path) -> None:
-    config = tasks_config(tmp_path)
+async def test_tasks_survive_a_gateway_restart(
+    slurm_cluster: None, backend: States, tmp_path: Path
+) -> None:
+    config = tasks_config(tmp_path, backend)
+    # Read after a gateway stopped (and closed its store) through a store of our own.
+    store = backend.tasks(config.server.state_dir)
     src, dst, names = make_tree(tmp_path / "t", 5, 200_000)
     first = Gateway(config)
     register_kinds(first.tasks)
@@ -725,9 +770,9 @@ async def test_tasks_survive_a_gateway_restart(slurm_cluster: None, tmp_path: Pa
     finally:
         await first.stop()
     # Stopped gracefully: the resumable task waits for the next start, the other failed.
-    paused = await first.tasks.get(resumable.id, "alice")
+    paused = store.get(resumable.id)
     assert paused is not None and paused.state == TaskState.PENDING
-    ended = await first.tasks.get(oneshot.id, "alice")
+    ended = store.get(oneshot.id)
     assert ended is not None and ended.state == TaskState.FAILED and ended.error
     assert "the server was stopped while the task was running" in ended.error.message
     second = Gateway(replace(config))  # same state directory
@@ -751,11 +796,13 @@ async def test_tasks_survive_a_gateway_restart(slurm_cluster: None, tmp_path: Pa
 
 @pytest.mark.slurm
 async def test_watch_ends_unavailable_when_the_server_stops(
-    slurm_cluster: None, tmp_path: Path
+    slurm_cluster: None, backend: States, tmp_path: Path
 ) -> None:
     """tasks.proto: WatchTask ends with UNAVAILABLE (reconnect) when the server shuts down
     while the task still runs; the task itself is only paused."""
-    gateway = Gateway(tasks_config(tmp_path))
+    config = tasks_config(tmp_path, backend)
+    store = backend.tasks(config.server.state_dir)
+    gateway = Gateway(config)
     register_kinds(gateway.tasks)
     await gateway.start()
     stopped = False
@@ -775,7 +822,7 @@ async def test_watch_ends_unavailable_when_the_server_stops(
             stopped = True
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "reconnect" in (e.value.details() or "")
-        record = await gateway.tasks.get(name.split("/")[1], "alice")
+        record = store.get(name.split("/")[1])
         assert record is not None and record.state == TaskState.PENDING  # resumes at start
     finally:
         if not stopped:

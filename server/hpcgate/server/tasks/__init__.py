@@ -1,5 +1,6 @@
 """Durable asynchronous tasks: records (model), persistence (store), execution (runner),
-and the per-task watch feed (watch). TasksService (api/tasks.py) reads them; kinds such
+and the per-task watch feed (watch), on one server's SQLite database or shared by the
+replicas of a cluster on PostgreSQL. TasksService (api/tasks.py) reads them; kinds such
 as transfers plug in with `TaskRunner.register(kind, handler, resumable=True)`.
 """
 
@@ -15,7 +16,7 @@ from hpcgate.server.tasks.model import (
     TooManyTasks,
 )
 from hpcgate.server.tasks.runner import Handler, TaskContext, TaskRunner
-from hpcgate.server.tasks.store import SqliteTaskStore, TaskStore
+from hpcgate.server.tasks.store import SqlTaskStore, TaskStore
 from hpcgate.server.tasks.watch import TaskFeed, TaskWatch
 
 __all__ = [
@@ -23,7 +24,7 @@ __all__ = [
     "NewTask",
     "Progress",
     "RequestIdConflict",
-    "SqliteTaskStore",
+    "SqlTaskStore",
     "TaskContext",
     "TaskError",
     "TaskFailed",

@@ -87,6 +87,12 @@ class TaskRecord:
     update_time: datetime
     start_time: datetime | None
     end_time: datetime | None
+    # The lease of the runner that claimed the task last (tasks/store.py): its replica
+    # id, the token that fences its writes, and until when it holds the task unless it
+    # renews. Internal: not part of the API's Task.
+    lease_owner: str = ""
+    lease_token: int = 0
+    lease_until: datetime | None = None
 
     @property
     def name(self) -> str:

@@ -1,9 +1,11 @@
 """In-process publish/subscribe of task changes, for WatchTask.
 
-The runner publishes a task's record after every committed change. Each watcher has a
-bounded queue: when it is full, a progress update that a newer copy of the same state
-supersedes is dropped, never a state change, so a slow watcher costs bounded memory
-and still sees every state the task went through and its latest progress.
+The runner publishes a task's record after every committed change it makes and, on a
+store shared by several servers, the changes the others make to the tasks watched here
+(read from the database). Each watcher has a bounded queue: when it is full, a progress
+update that a newer copy of the same state supersedes is dropped, never a state change,
+so a slow watcher costs bounded memory and still sees every state the task went through
+and its latest progress.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ class TaskFeed:
     @property
     def watcher_count(self) -> int:
         return sum(len(w) for w in self._watchers.values())
+
+    def task_ids(self) -> list[str]:
+        """The tasks someone is watching."""
+        return list(self._watchers)
 
     def subscribe(self, task_id: str) -> TaskWatch:
         watch = TaskWatch(self, task_id)
