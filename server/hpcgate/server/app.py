@@ -27,14 +27,16 @@ from hpcgate.server.auth.registry import ClientRegistry
 from hpcgate.server.auth.tokens import TokenService
 from hpcgate.server.children import install_pidfd_watcher
 from hpcgate.server.config import Config
+from hpcgate.server.events.cluster import ClusterJobs
 from hpcgate.server.events.hub import JobHub
+from hpcgate.server.events.journal import Journal
 from hpcgate.server.privsep import PrivilegeSeparation
 from hpcgate.server.slurm.factory import make_adapter
 from hpcgate.server.state.job_archive import JobArchive
 from hpcgate.server.state.store import StateStore
 from hpcgate.server.status.hub import StatusHub
 from hpcgate.server.status.prober import SystemProber
-from hpcgate.server.tasks import SqliteTaskStore, TaskRunner
+from hpcgate.server.tasks import SqlTaskStore, TaskRunner
 from hpcgate.server.transfers.service import Transfers
 from hpcgate.v1 import (
     account_pb2,
@@ -69,6 +71,15 @@ async def _bounded(step: Awaitable[object], seconds: float, what: str) -> None:
         )
 
 
+def _connection_age(seconds: float) -> list[tuple[str, int]]:
+    """GOAWAY after `seconds` so clients reconnect and spread over replicas again; open
+    calls get as long again to finish (watch streams then resume by revision)."""
+    if seconds <= 0:
+        return []
+    ms = int(seconds * 1000)
+    return [("grpc.max_connection_age_ms", ms), ("grpc.max_connection_age_grace_ms", ms)]
+
+
 def service_names() -> list[str]:
     """Full names of the seven hpcgate services, StatusService first."""
     names = [
@@ -94,7 +105,7 @@ class Gateway:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store = StateStore(config.server.state_dir)
+        self.store = StateStore.open(config)
         self.hub = StatusHub(s.id for s in config.systems)
         self.adapters = {s.id: make_adapter(s) for s in config.systems}
         self.tokens = token_service(config, self.store)
@@ -103,21 +114,27 @@ class Gateway:
         self.authenticator = Authenticator(self.tokens, self.privsep.served_user)
         self.health = HealthServicer()
         self.draining = asyncio.Event()
-        # One shared job poller per system (events/hub.py).
+        # One shared job poller per system (events/hub.py); in cluster mode one across
+        # all replicas, elected, and the journal they all follow (events/cluster.py).
+        dsn = config.state.dsn if config.state.clustered else ""
         self.hubs = {
             s.id: JobHub(
                 s.id, self.adapters[s.id], config.watch,
                 JobArchive(self.store, s.id, config.watch.finished_cache_size),
+                Journal(dsn, s.id, config.watch.history_size) if dsn else None,
             )
             for s in config.systems
         }  # fmt: skip
+        self.cluster_jobs = ClusterJobs(dsn, self.hubs, config.server.replica_name) if dsn else None
         # One status prober per system; its inventory also answers ComputeService's lists.
         self.probers = {
             s.id: SystemProber(s, self.adapters[s.id], self.store, config.status, self.hub.publish)
             for s in config.systems
         }
         # Durable tasks; kinds (e.g. transfers) register their handlers on it.
-        self.tasks = TaskRunner(SqliteTaskStore(self.store), config.tasks)
+        self.tasks = TaskRunner(
+            SqlTaskStore(self.store), config.tasks, owner=config.server.replica_name
+        )
         # StartTransfer's tasks (registers the "transfer" kind on the runner).
         self.transfers = Transfers(config, self.privsep, self.tasks)
         self.port = 0
@@ -129,6 +146,7 @@ class Gateway:
                 ("grpc.max_receive_message_length", config.limits.max_message_bytes),
                 ("grpc.max_send_message_length", config.limits.max_message_bytes),
                 ("grpc.so_reuseport", 0),
+                *_connection_age(config.server.max_connection_age),
             ],
         )
         status_pb2_grpc.add_StatusServiceServicer_to_server(
@@ -202,8 +220,11 @@ class Gateway:
         await self.server.start()
         for system_id, prober in self.probers.items():
             self._tasks.append(asyncio.create_task(prober.run(), name=f"prober-{system_id}"))
-        for system_id, hub in self.hubs.items():
-            self._tasks.append(asyncio.create_task(hub.run(), name=f"jobs-{system_id}"))
+        if self.cluster_jobs is not None:
+            self._tasks.append(asyncio.create_task(self.cluster_jobs.run(), name="jobs-cluster"))
+        else:
+            for system_id, hub in self.hubs.items():
+                self._tasks.append(asyncio.create_task(hub.run(), name=f"jobs-{system_id}"))
         self._tasks.append(asyncio.create_task(self._serve_when_probed(), name="readiness"))
         host = self.config.server.listen.rsplit(":", 1)[0]
         log.info(
@@ -246,6 +267,10 @@ class Gateway:
         # Commands still running are killed through their users' workers, so before those go.
         await _bounded(self.utilities.commands.close(), STEP_LIMIT, "killing commands")
         await _bounded(self.privsep.close(), STEP_LIMIT, "stopping per-user workers")
+        for hub in self.hubs.values():
+            if hub.journal is not None:
+                await _bounded(hub.journal.close(), STEP_LIMIT, "closing the job journal")
+        await asyncio.to_thread(self.store.close)
         log.info("stopped")
 
     async def serve_until_signal(self) -> None:

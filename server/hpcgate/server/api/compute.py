@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -63,6 +64,8 @@ _JOB_NAME = re.compile(r"^systems/([a-z][a-z0-9-]{0,62})/jobs/(\d+(?:_\d+)?)$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
              "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -180,9 +183,9 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             request, job_id, caller.user, identity.uid,
             submission.working_directory or identity.home, datetime.now(UTC),
         )  # fmt: skip
-        if hub.get(job_id) is None:  # a poll may already have seen it
-            hub.record(job)  # watchers and reads see the new job at once
-        hub.poke()  # the controller's full record follows with the next poll
+        # Watchers and reads (on every replica) see the new job at once; the controller's
+        # full record follows with the next poll.
+        await hub.submitted(job)
         return compute_pb2.SubmitJobResponse(job=self._job_proto(system.id, hub.get(job_id) or job))
 
     @staticmethod
@@ -225,7 +228,9 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         except BaseException:
             self._forget_lock(key)
             raise
+        held: object = None
         try:
+            held = await self._hold_across_replicas(key)
             job_id = await self._sbatch_claimed(key, fingerprint, identity, submission)
             if job_id is None:  # the request id was known: no sbatch ran
                 record = await asyncio.to_thread(self.requests.get, *key)
@@ -244,9 +249,34 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             return job_id, True
         finally:
             if recording is None:
-                self._release(key, lock)
+                self._release(key, lock, held)
             else:
-                recording.add_done_callback(lambda _: self._release(key, lock))
+                recording.add_done_callback(lambda _: self._release(key, lock, held))
+
+    async def _hold_across_replicas(self, key: tuple[str, str, str]) -> object:
+        """The request id's lock shared by all replicas (cluster mode; None otherwise), so
+        that the same request_id sent to two replicas at once submits one job."""
+        limit = 2 * self.config.compute.submit_timeout
+        holding = asyncio.ensure_future(asyncio.to_thread(self.requests.hold, *key, limit))
+        try:
+            return await asyncio.shield(holding)
+        except asyncio.CancelledError:  # the lock may still come: give it back then
+            holding.add_done_callback(lambda done: self._let_go(done, key))
+            raise
+        except Exception as e:
+            raise ApiError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"another replica is still submitting request_id {key[2]!r} ({e}); retry",
+            ) from e
+
+    def _let_go(self, done: asyncio.Future[object], key: tuple[str, str, str]) -> None:
+        if not done.cancelled() and done.exception() is None and done.result() is not None:
+            self._release_hold(done.result(), key)
+
+    def _release_hold(self, held: object, key: tuple[str, str, str]) -> None:
+        if held is not None:
+            releasing = asyncio.ensure_future(asyncio.to_thread(self.requests.release, held, *key))
+            releasing.add_done_callback(_log_release_failure)
 
     async def _sbatch_claimed(
         self,
@@ -314,7 +344,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             return found
         return None
 
-    def _release(self, key: tuple[str, str, str], lock: asyncio.Lock) -> None:
+    def _release(self, key: tuple[str, str, str], lock: asyncio.Lock, held: object) -> None:
+        self._release_hold(held, key)
         lock.release()
         self._forget_lock(key)
 
@@ -673,3 +704,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         identity = await self._identity(caller)
         async for message in read_job_output(self.users, identity, hub, job, request):
             yield message
+
+
+def _log_release_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("releasing a request id's lock failed: %s", done.exception())

@@ -24,14 +24,8 @@ from hpcgate.server.api.errors import ApiError, from_privsep
 from hpcgate.server.api.streaming import heartbeat as heartbeat_message
 from hpcgate.server.api.streaming import unless_draining
 from hpcgate.server.api.timeconv import timestamp
-from hpcgate.server.events.hub import (
-    CREATED,
-    STATE_CHANGED,
-    JobEvent,
-    JobHub,
-    SchedulerNotice,
-    SlowConsumer,
-)
+from hpcgate.server.events.hub import JobHub, SlowConsumer
+from hpcgate.server.events.model import CREATED, STATE_CHANGED, JobEvent, SchedulerNotice
 from hpcgate.server.slurm.adapter import JobRecord
 from hpcgate.v1 import compute_pb2
 

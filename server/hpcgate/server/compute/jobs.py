@@ -59,6 +59,12 @@ class JobReader:
             job = await self._get_from_slurm(job_id)
             return None if job is None else self._changed(job)
         view = hub.view(job_id)
+        if view is None and hub.journal is not None:
+            try:  # perhaps just submitted through another replica
+                await hub.catch_up()
+            except Exception as e:
+                log.warning("job journal unreadable (%s); asking Slurm", e)
+            view = hub.view(job_id)
         if view is not None and (view.has_steps or hub.get(view.record.job_id) is not None):
             # A job in the queue: the hub reads its accounting at every poll until it has
             # it, so readers never wait for a sacct of their own (steps follow shortly).

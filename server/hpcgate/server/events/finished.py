@@ -134,6 +134,17 @@ def _build(cls: Any, data: dict[str, Any]) -> Any:
     return cls(**values)
 
 
+def encode_job(job: JobRecord) -> str:
+    """A job record as stable JSON text (the job event log, events/journal.py)."""
+    return json.dumps(_plain(dataclasses.asdict(job)), separators=(",", ":"))
+
+
+def decode_job(text: str) -> JobRecord:
+    """The record `encode_job` wrote; ValueError/KeyError/TypeError for anything else."""
+    job: JobRecord = _build(JobRecord, json.loads(text))
+    return job
+
+
 def encode(entry: CachedJob) -> str:
     return json.dumps(
         {

@@ -7,6 +7,11 @@ The interval adapts: `poll_floor` while someone watches or jobs changed at the l
 growing to `poll_ceiling` when idle. A controller outage leaves the snapshot as it was;
 the first poll after it produces an event for every job that changed meanwhile, asking
 accounting about jobs that left the queue while nobody could see them.
+
+Cluster mode (a `journal`): only the elected replica polls (events/cluster.py); every
+change goes through `_writing`, which commits the events to the shared journal before
+anyone sees them, and the other replicas apply them (`catch_up`), so all hubs of a system
+hold the same jobs under the same revisions.
 """
 
 from __future__ import annotations
@@ -17,11 +22,19 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from hpcgate.server.config import WatchConfig
 from hpcgate.server.events.finished import CachedJob, FinishedJobs, decode, encode
+from hpcgate.server.events.journal import Journal, Poll, Snapshot, StreamState
+from hpcgate.server.events.model import (
+    CREATED,
+    STATE_CHANGED,
+    UPDATED,
+    JobEvent,
+    SchedulerNotice,
+)
 from hpcgate.server.slurm import SlurmAdapter, SlurmError, SlurmUnavailable
 from hpcgate.server.slurm.adapter import JobRecord, merge_job
 from hpcgate.server.slurm.parsing import job_matches
@@ -33,29 +46,9 @@ ACCOUNTING_BATCH = 500
 # Polls after which a job accounting does not know is no longer asked about.
 ACCOUNTING_ATTEMPTS = 30
 
-CREATED, STATE_CHANGED, UPDATED = "created", "state_changed", "updated"
 # Fields whose change is an UPDATED event (a state change is always an event).
 _WATCHED_FIELDS = ("reason", "node_list", "start_time", "end_time", "exit_code", "signal",
                    "priority", "time_limit_seconds", "partition", "restart_count")  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
-class JobEvent:
-    revision: int
-    kind: str  # CREATED, STATE_CHANGED or UPDATED
-    previous_state: str  # "" for CREATED
-    job: JobRecord
-    time: datetime
-
-
-@dataclasses.dataclass(frozen=True)
-class SchedulerNotice:
-    """The controller became (un)reachable; not part of the revision history."""
-
-    revision: int
-    reachable: bool
-    reason: str
-    since: datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +119,7 @@ class JobHub:
         adapter: SlurmAdapter,
         settings: WatchConfig,
         archive: JobArchive | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.system_id = system_id
         self.adapter = adapter
@@ -157,6 +151,15 @@ class JobHub:
         # that one is wanted (the poller never waits for slurmdbd: see `run`).
         self._vanished: set[str] = set()
         self._accounting_wanted = asyncio.Event()
+        # Cluster mode: the shared event log (events/journal.py). Changes are written
+        # there before anyone sees them; `_outbox` holds them until the commit.
+        self.journal = journal
+        self.leading = journal is None  # whether this replica polls Slurm for the system
+        self._write_lock = asyncio.Lock()
+        self._outbox: list[JobEvent] | None = None
+        self._removed: list[str] | None = None
+        self._follow_wake = asyncio.Event()
+        self._archive_mark = 0  # the newest `stored` of finished_jobs taken in (followers)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -284,12 +287,32 @@ class JobHub:
         self.revision += 1
         event = JobEvent(self.revision, kind, previous, job, now)
         self._changed[job.job_id] = (self.revision, now)
+        if self._outbox is not None:
+            self._outbox.append(event)  # delivered once committed to the journal
+        else:
+            self._deliver(event)
+
+    def _deliver(self, event: JobEvent) -> None:
         self.history.append(event)
         for subscription in list(self._subscriptions):
             subscription.offer(event)
 
+    async def submitted(self, job: JobRecord) -> None:
+        """A job just submitted through this gateway: readable and watchable at once (on
+        every replica: it is in the journal before this returns)."""
+        try:
+            async with self._writing():
+                if self.jobs.get(job.job_id) is None:  # a poll may already have seen it
+                    self.record(job)
+        except Exception as e:  # the job exists: the next poll will publish it instead
+            log.warning("could not journal job %s at once: %s", job.job_id, e)
+        self.poke()
+
     def record(self, job: JobRecord) -> None:
-        """Take in one job's current record (a poll, or a job just submitted here)."""
+        """Take in one job's current record (a poll, or a job just submitted here).
+        In cluster mode only inside `_writing`, which commits what it publishes."""
+        if self.journal is not None and self._outbox is None:
+            raise RuntimeError("JobHub.record outside a journal write")
         now = datetime.now(UTC)
         old = self.jobs.get(job.job_id)
         self.jobs[job.job_id] = job
@@ -347,21 +370,24 @@ class JobHub:
         try:
             queue = await self.adapter.queue_jobs()
         except SlurmUnavailable as e:
+            async with self._writing(self._poll(False, str(e))):
+                pass
             self._set_scheduler(False, str(e))
             return False
         except SlurmError as e:
             log.warning("polling jobs of %s failed: %s", self.system_id, e)
             return False
         seen = {job.job_id for job in queue}
-        for job in queue:
-            self.record(job)
-        # Jobs that left the queue without our seeing them end: ask accounting.
-        vanished = {
-            jid for jid, job in self.jobs.items()
-            if jid not in seen and not job.finished
-            and self._misses.get(jid, 0) < ACCOUNTING_ATTEMPTS
-        }  # fmt: skip
-        self._evict(seen)
+        async with self._writing(self._poll(True, "")):
+            for job in queue:
+                self.record(job)
+            # Jobs that left the queue without our seeing them end: ask accounting.
+            vanished = {
+                jid for jid, job in self.jobs.items()
+                if jid not in seen and not job.finished
+                and self._misses.get(jid, 0) < ACCOUNTING_ATTEMPTS
+            }  # fmt: skip
+            self._evict(seen)
         self._set_scheduler(True, "")
         self.last_poll = time.monotonic()
         self.polls += 1
@@ -405,7 +431,8 @@ class JobHub:
             asked, known = set(chunk), {r.job_id for r in records}
             for jid in asked - known:
                 self._miss(jid)
-            self._take_accounting([r for r in records if r.job_id in asked], vanished)
+            async with self._writing():  # a vanished job's end is an event
+                self._take_accounting([r for r in records if r.job_id in asked], vanished)
 
     def _miss(self, job_id: str) -> None:
         misses = self._misses[job_id] = self._misses.get(job_id, 0) + 1
@@ -488,10 +515,17 @@ class JobHub:
         except SlurmError as e:
             log.warning("accounting backfill of %s failed (retried): %s", self.system_id, e)
             return
-        for job in records:
-            if job.finished and job.end_time and self.finished.get(job.job_id) is None \
-                    and job.job_id not in self.jobs:  # fmt: skip
-                self.finished.put(CachedJob(job, 0, job.end_time, has_steps=False))
+        entries = [
+            CachedJob(job, 0, job.end_time, has_steps=False)
+            for job in records
+            if job.finished and job.end_time and self.finished.get(job.job_id) is None
+            and job.job_id not in self.jobs
+        ]  # fmt: skip
+        for entry in entries:
+            self.finished.put(entry)
+        if entries and self.journal is not None and self.archive is not None:
+            # For the followers; thousands of rows: encoded in the thread, off the loop.
+            self._archive_later(lambda a: a.save((e.record.job_id, encode(e)) for e in entries))
         self.finished.complete_since = start
         self._backfilled = True
 
@@ -507,6 +541,8 @@ class JobHub:
                 self._misses.pop(job_id, None)
                 self._changed.pop(job_id, None)  # the finished cache keeps it from here
                 del self._finished_at[job_id]
+                if self._removed is not None:
+                    self._removed.append(job_id)
 
     async def run(self) -> None:
         """Poll forever: fast while watched or busy, slower and slower when idle.
@@ -557,6 +593,141 @@ class JobHub:
     def poke(self) -> None:
         """Poll soon (e.g. after a submission or cancellation through the gateway)."""
         self._wake.set()
+
+    # -- cluster mode: the shared journal -----------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, polled: Poll | None = None) -> AsyncIterator[None]:
+        """A change of the job state: without a journal, just that. With one: lock the
+        system's stream, apply what other replicas committed meanwhile, run the block
+        (whose events wait in `_outbox`), commit, and only then deliver the events. If
+        anything fails, the in-memory state goes back to what was committed."""
+        async with self._write_lock:
+            if self.journal is None:
+                yield
+                return
+            _, missed = await self.journal.begin(self.revision)
+            if missed and missed[0].revision != self.revision + 1:
+                await self.journal.rollback()  # fell behind the pruned log: start over
+                await self._load(await self.journal.snapshot(self.settings.history_size))
+                _, missed = await self.journal.begin(self.revision)
+            self._apply(missed)
+            saved = (dict(self.jobs), dict(self._changed), self.revision)
+            self._outbox, self._removed = [], []
+            try:
+                yield
+                await self.journal.commit(self._outbox, self._removed, polled)
+            except BaseException:
+                self.jobs, self._changed, self.revision = saved
+                await self.journal.rollback()
+                raise
+            finally:
+                outbox, self._outbox, self._removed = self._outbox, None, None
+            for event in outbox:
+                self._deliver(event)
+
+    def _poll(self, reachable: bool, reason: str) -> Poll:
+        return Poll(reachable, reason, self.finished.complete_since)
+
+    def _apply(self, events: Sequence[JobEvent]) -> None:
+        """Events another replica committed, in revision order."""
+        for event in events:
+            if event.revision <= self.revision:
+                continue
+            job = event.job
+            self.jobs[job.job_id] = job
+            if job.finished:
+                self._finished_at.setdefault(job.job_id, time.monotonic())
+            else:
+                self.finished.remove(job.job_id)
+                self._finished_at.pop(job.job_id, None)
+            self.revision = event.revision
+            self._changed[job.job_id] = (event.revision, event.time)
+            self._deliver(event)
+
+    async def _load(self, snapshot: Snapshot) -> None:
+        """Start from the journal: its live jobs, newest events and revision."""
+        self.jobs = {live.job.job_id: live.job for live in snapshot.jobs}
+        self._changed = {live.job.job_id: (live.revision, live.time) for live in snapshot.jobs}
+        now = time.monotonic()
+        self._finished_at = {jid: now for jid, job in self.jobs.items() if job.finished}
+        self.history.clear()
+        self.history.extend(snapshot.events)
+        self.revision = snapshot.stream.revision
+        self._take_stream(snapshot.stream)
+
+    def _take_stream(self, stream: StreamState) -> None:
+        """What the elected poller last saw: freshness and the controller's state."""
+        if self.leading or stream.polled_at is None:
+            return
+        self.last_poll = time.monotonic() - max(0.0, time.time() - stream.polled_at)
+        self._first_poll.set()
+        self._set_scheduler(stream.reachable, stream.reason)
+        if stream.complete_since is not None:
+            self.finished.complete_since = datetime.fromtimestamp(stream.complete_since, UTC)
+
+    async def _take_finished(self) -> None:
+        """Final records the poller archived since the last look (followers only), so
+        that ended jobs, and ListJobs windows, are answered from memory here too."""
+        assert self.journal is not None
+        rows = await self.journal.finished_since(self._archive_mark)
+        if not rows:
+            return
+        self._archive_mark = max(stored for stored, _ in rows)
+        # Thousands of rows after a backfill: decoded in a thread, off the loop.
+        for entry in await asyncio.to_thread(_decode_all, [text for _, text in rows]):
+            self.finished.put(entry)
+
+    async def catch_up(self) -> None:
+        """Apply what other replicas committed (a NOTIFY arrived, or a read missed)."""
+        if self.journal is None:
+            return
+        async with self._write_lock:
+            stream, events = await self.journal.since(self.revision)
+            if events and events[0].revision != self.revision + 1:
+                await self._load(await self.journal.snapshot(self.settings.history_size))
+            else:
+                self._apply(events)
+                self._take_stream(stream)
+            if not self.leading:
+                await self._take_finished()
+
+    def ring(self) -> None:
+        """The journal of this system changed (NOTIFY): catch up soon."""
+        self._follow_wake.set()
+
+    async def follow(self, interval: float = 1.0) -> None:
+        """Cluster mode, every replica: load the journal, then apply its changes as they
+        are rung in (at least every `interval`, should a notification be lost)."""
+        assert self.journal is not None
+        while True:
+            try:
+                async with self._write_lock:
+                    await self._load(await self.journal.snapshot(self.settings.history_size))
+                break
+            except Exception:
+                log.exception("loading the job journal of %s failed; retrying", self.system_id)
+                await asyncio.sleep(interval)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._follow_wake.wait(), interval)
+            self._follow_wake.clear()
+            try:
+                await self.catch_up()
+            except Exception:
+                log.exception("following the job journal of %s failed", self.system_id)
+            if not self.leading:
+                self._evict(set())  # the poller forgets ended jobs; so do the followers
+
+
+def _decode_all(texts: list[str]) -> list[CachedJob]:
+    entries = []
+    for text in texts:
+        try:
+            entries.append(decode(text))
+        except (ValueError, KeyError, TypeError):
+            continue  # a row from an incompatible version: sacct will answer instead
+    return entries
 
 
 def _log_archive_failure(task: asyncio.Future[None]) -> None:
