@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -22,8 +23,21 @@ KEEPALIVE_OPTIONS = [
 ]
 
 
+# Calls spread over every address of a target that names several replicas
+# (`ipv4:127.0.0.1:50061,127.0.0.1:50062`), instead of all going to the first.
+ROUND_ROBIN = ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]}))
+
+
 def default_address() -> str:
     return os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
+
+
+def channel_options(address: str) -> list[tuple[str, object]]:
+    """Keepalive and size limits; round robin when `address` lists several servers."""
+    options: list[tuple[str, object]] = list(KEEPALIVE_OPTIONS)
+    if "," in address:
+        options.append(ROUND_ROBIN)
+    return options
 
 
 def connect(
@@ -63,7 +77,7 @@ def connect(
         interceptors = bearer_interceptors(get_exchanged)
     if not use_tls:
         channel = grpc.aio.insecure_channel(
-            address, options=KEEPALIVE_OPTIONS, interceptors=interceptors
+            address, options=channel_options(address), interceptors=interceptors
         )
         return channel
     credentials = grpc.ssl_channel_credentials(
@@ -72,6 +86,6 @@ def connect(
         certificate_chain=cert_file.read_bytes() if cert_file else None,
     )
     channel = grpc.aio.secure_channel(
-        address, credentials, options=KEEPALIVE_OPTIONS, interceptors=interceptors
+        address, credentials, options=channel_options(address), interceptors=interceptors
     )
     return channel

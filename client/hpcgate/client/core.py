@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from hpcgate.client.auth import ClientCredentials, bearer_interceptors
-from hpcgate.client.channel import KEEPALIVE_OPTIONS, default_address
+from hpcgate.client.channel import channel_options, default_address
 from hpcgate.client.errors import HpcgateError, InvalidArgument, Unauthenticated, from_rpc_error
 
 if TYPE_CHECKING:
@@ -230,12 +230,12 @@ def open_channel(
     if tls or (tls is None and ca_file is not None):
         roots = Path(ca_file).read_bytes() if ca_file else None
         channel = grpc.aio.secure_channel(
-            address, grpc.ssl_channel_credentials(roots), options=KEEPALIVE_OPTIONS,
+            address, grpc.ssl_channel_credentials(roots), options=channel_options(address),
             interceptors=interceptors,
         )  # fmt: skip
     else:
         channel = grpc.aio.insecure_channel(
-            address, options=KEEPALIVE_OPTIONS, interceptors=interceptors
+            address, options=channel_options(address), interceptors=interceptors
         )
     return channel
 
