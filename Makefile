@@ -14,16 +14,19 @@ PROTOS := $(wildcard $(PROTO_DIR)/hpcgate/v1/*.proto)
 HPCGATE_LISTEN ?= 127.0.0.1:50051
 export HPCGATE_LISTEN
 
-.PHONY: help install generate check-generated lint cluster run test test-unit bench clean
+.PHONY: help install generate check-generated lint cluster postgres run run-cluster test test-unit \
+	bench clean
 
 help:
 	@echo "make run      install, bring up the local Slurm, serve the API on $(HPCGATE_LISTEN)"
+	@echo "make run-cluster  cluster mode: 2 replicas on PostgreSQL behind HAProxy on 127.0.0.1:50060"
 	@echo "make test     the whole suite: stale-stub check, lint, real-Slurm tests"
 	@echo "make test-unit the tests that need no cluster (parsers, validation, config, ...)"
 	@echo "make install  create $(VENV) and install hpcgate[server,dev] (editable)"
 	@echo "make generate regenerate client/hpcgate/v1 from proto/"
 	@echo "make lint     buf lint, buf format check, buf breaking, ruff, mypy"
 	@echo "make cluster  bring up munge, MariaDB, slurmdbd, slurmctld, slurmd (root)"
+	@echo "make postgres bring up the local PostgreSQL on 127.0.0.1:55432 (root)"
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -63,6 +66,11 @@ lint: install
 cluster:
 	bash scripts/cluster.sh up
 
+# A dedicated PostgreSQL cluster for cluster mode and its tests (dev/test only: no
+# passwords on loopback); `bash scripts/postgres.sh down` stops it.
+postgres:
+	bash scripts/postgres.sh up
+
 # Prints ready-to-use access tokens (the invoking user's; alice's too when that is root),
 # then serves.
 RUN_USER ?= $(or $(SUDO_USER),$(shell id -un))
@@ -70,7 +78,13 @@ run: install cluster
 	@bash scripts/run-tokens.sh $(BIN) $(HPCGATE_LISTEN) $(RUN_USER)
 	$(BIN)/hpcgate-server serve --listen $(HPCGATE_LISTEN)
 
-test: install check-generated lint cluster
+# Cluster mode (docs/deployment.md): PostgreSQL, replicas on 127.0.0.1:50061 and :50062
+# (deploy/cluster-replica-*.toml), HAProxy on 127.0.0.1:50060; prints tokens, then
+# serves until Ctrl-C.
+run-cluster: install cluster
+	@bash scripts/run-cluster.sh $(BIN) $(RUN_USER)
+
+test: install check-generated lint cluster postgres
 	$(BIN)/pytest -q
 
 # The tests that need no Slurm daemons: seconds, not minutes (privsep tests still want root).
@@ -78,13 +92,14 @@ test: install check-generated lint cluster
 test-unit: install
 	$(BIN)/pytest -q -m "not slurm"
 
-bench: install cluster
+bench: install cluster postgres
 	$(PY) bench/status_bench.py
 	$(PY) bench/watch_bench.py
 	$(PY) bench/files_bench.py
 	$(PY) bench/transfers_bench.py
 	$(PY) bench/jobs_bench.py
 	$(PY) bench/client_bench.py
+	$(PY) bench/cluster_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -78,7 +78,8 @@ def test_toml_blocks_are_valid_configuration() -> None:
 def test_the_architecture_tree_names_every_package() -> None:
     (tree,) = [b for b in blocks() if b.lang == ""]
     named = [line.split()[0] for line in tree.body.splitlines() if line.strip()]
-    top = ("server/", "client/", "proto/", "scripts/", "tests/", "bench/", "examples/", "docs/")
+    top = ("server/", "client/", "proto/", "scripts/", "tests/", "bench/", "examples/", "docs/",
+           "deploy/")  # fmt: skip
     paths = [e if e.startswith(top) else f"server/hpcgate/server/{e}" for e in named]
     for path in paths:
         assert list(ROOT.glob(path.rstrip("/"))), f"the README's architecture names {path}"

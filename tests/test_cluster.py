@@ -1,0 +1,295 @@
+"""Cluster mode with real processes on real PostgreSQL and Slurm: one poller per system,
+failover after kill -9 with revisions that continue, streams resumed on another replica,
+one job per request_id across replicas, and tasks that survive a frozen replica."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+from cluster_helpers import Replica, poller_of
+from files_helpers import user_dir
+from transfer_helpers import make_tree, snapshot, wait_task
+
+from hpcgate.client import Client
+from hpcgate.v1 import compute_pb2 as S
+from hpcgate.v1 import compute_pb2_grpc, storage_pb2_grpc, tasks_pb2_grpc
+from hpcgate.v1 import storage_pb2 as st
+from hpcgate.v1 import tasks_pb2 as t
+
+pytestmark = pytest.mark.slurm
+PARENT = "systems/local"
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 20, what: str = "") -> float:
+    """Seconds until `check()` holds; fails after `timeout`."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.fixture
+async def replicas(
+    slurm_cluster: None, pg_dsn: str, tmp_path: Path, venv_bin: Path
+) -> AsyncIterator[tuple[Replica, Replica]]:
+    """Two replicas on one fresh database; the first is the poller."""
+    a = Replica(tmp_path, venv_bin, "replica-a", pg_dsn)
+    b = Replica(tmp_path, venv_bin, "replica-b", pg_dsn)
+    try:
+        await a.start()
+        await eventually(lambda: poller_of(pg_dsn) == ["replica-a"], what="a polls")
+        await b.start()
+        yield a, b
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
+def job_script(name: str, body: str) -> S.SubmitJobRequest:
+    return S.SubmitJobRequest(
+        parent=PARENT,
+        script=f"#!/bin/sh\n{body}\n",
+        options=S.JobOptions(job_name=name, stdout_path="/dev/null"),
+    )
+
+
+async def read_until(
+    stream: grpc.aio.UnaryStreamCall, done: Callable[[list[S.WatchJobsResponse]], bool]
+) -> list[S.WatchJobsResponse]:
+    messages: list[S.WatchJobsResponse] = []
+    async with asyncio.timeout(60):
+        while not done(messages):
+            messages.append(await stream.read())
+    return messages
+
+
+def saw(job_id: str, state: int) -> Callable[[list[S.WatchJobsResponse]], bool]:
+    return lambda ms: any(
+        m.WhichOneof("kind") == "event" and m.event.job.job_id == job_id and m.event.state == state
+        for m in ms
+    )
+
+
+async def test_one_poller_failover_and_a_resumed_stream_misses_nothing(
+    replicas: tuple[Replica, Replica], pg_dsn: str
+) -> None:
+    a, b = replicas
+    md = a.token("alice", "read", "execute")
+    await asyncio.sleep(2)  # b had time to try: it follows, it does not poll
+    assert poller_of(pg_dsn) == ["replica-a"]
+    async with (
+        grpc.aio.insecure_channel(a.address) as chan_a,
+        grpc.aio.insecure_channel(b.address) as chan_b,
+    ):
+        on_a, on_b = (
+            compute_pb2_grpc.ComputeServiceStub(chan_a),
+            compute_pb2_grpc.ComputeServiceStub(chan_b),
+        )
+        watch = on_a.WatchJobs(S.WatchJobsRequest(parent=PARENT), metadata=md)
+        await watch.read()  # the snapshot
+        # Submitted through b, readable through a at once, with the same revision.
+        first = (await on_b.SubmitJob(job_script("failover-1", "sleep 300"), metadata=md)).job
+        read = (await on_a.GetJob(S.GetJobRequest(name=first.name), metadata=md)).job
+        assert read.job_id == first.job_id and read.revision == first.revision > 0
+        seen = await read_until(watch, saw(first.job_id, S.JOB_STATE_RUNNING))
+        last = seen[-1].revision
+        watch.cancel()
+
+        await a.kill()  # kill -9 of the poller
+        takeover = await eventually(lambda: poller_of(pg_dsn) == ["replica-b"], 15, "b polls")
+        await on_b.CancelJob(S.CancelJobRequest(name=first.name), metadata=md)
+        second = (await on_b.SubmitJob(job_script("failover-2", "true"), metadata=md)).job
+
+        resumed = on_b.WatchJobs(
+            S.WatchJobsRequest(parent=PARENT, resume_from_revision=last, include_updates=True),
+            metadata=md,
+        )
+        messages = await read_until(
+            resumed,
+            lambda ms: (
+                saw(first.job_id, S.JOB_STATE_CANCELLED)(ms)
+                and saw(second.job_id, S.JOB_STATE_COMPLETED)(ms)
+            ),
+        )
+        resumed.cancel()
+    kinds = {m.WhichOneof("kind") for m in messages}
+    assert "resync_required" not in kinds and "snapshot" not in kinds
+    revisions = [m.revision for m in messages if m.WhichOneof("kind") == "event"]
+    assert revisions == sorted(set(revisions)) and revisions[0] > last
+    with psycopg.connect(pg_dsn) as db:
+        rows = db.execute(
+            "SELECT revision, job_id FROM job_events WHERE system = 'local' AND revision > %s"
+            " ORDER BY revision",
+            (last,),
+        ).fetchall()
+    journal = [revision for revision, _ in rows]
+    assert journal == list(range(last + 1, last + 1 + len(journal)))  # no gap
+    ours = [revision for revision, job in rows if job in (first.job_id, second.job_id)]
+    assert set(ours) <= set(revisions)  # the stream on b missed none of alice's events
+    assert b.logged("(elected)") == 1 and a.logged("(elected)") == 1
+    print(f"takeover after kill -9: {takeover:.2f} s")
+    assert takeover < 10
+
+
+async def test_the_same_request_id_on_two_replicas_gives_one_job(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    a, b = replicas
+    md = a.token("alice", "read", "execute")
+    async with (
+        grpc.aio.insecure_channel(a.address) as chan_a,
+        grpc.aio.insecure_channel(b.address) as chan_b,
+    ):
+        stubs = [compute_pb2_grpc.ComputeServiceStub(c) for c in (chan_a, chan_b)]
+        for _ in range(3):
+            name = f"dup-{uuid.uuid4().hex[:8]}"
+            request = job_script(name, "true")
+            request.request_id = str(uuid.uuid4())
+            replies = await asyncio.gather(
+                *(stub.SubmitJob(request, metadata=md) for stub in stubs)
+            )
+            assert replies[0].job.job_id == replies[1].job.job_id
+            queued = subprocess.run(
+                ["squeue", "-h", "-u", "alice", "-n", name, "-o", "%i"],
+                capture_output=True, text=True, check=True,
+            ).stdout.split()  # fmt: skip
+            finished = subprocess.run(
+                ["sacct", "-n", "-X", "-u", "alice", "--name", name, "-o", "JobID"],
+                capture_output=True, text=True, check=True,
+            ).stdout.split()  # fmt: skip
+            assert set(queued) | set(finished) == {replies[0].job.job_id}
+
+
+def task_row(dsn: str, task_id: str) -> tuple[str, str, int, int]:
+    with psycopg.connect(dsn) as db:
+        row = db.execute(
+            "SELECT state, lease_owner, attempts, revision FROM tasks WHERE id = %s", (task_id,)
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+async def start_transfer(
+    replica: Replica, md: list[tuple[str, str]], directory: Path, files_done: int
+) -> str:
+    async with grpc.aio.insecure_channel(replica.address) as channel:
+        started = await storage_pb2_grpc.StorageServiceStub(channel).StartTransfer(
+            st.StartTransferRequest(
+                kind=t.TRANSFER_KIND_COPY,
+                recursive=True,
+                preserve=True,
+                source=t.TransferEndpoint(system="local", path=f"{directory}/src"),
+                destination=t.TransferEndpoint(system="local", path=f"{directory}/dst"),
+            ),
+            metadata=md,
+        )
+        tasks = tasks_pb2_grpc.TasksServiceStub(channel)
+        name = started.task.name
+        async with asyncio.timeout(60):
+            while True:  # until it runs and has checkpointed some files
+                task = (await tasks.GetTask(t.GetTaskRequest(name=name), metadata=md)).task
+                if task.state == t.TASK_STATE_RUNNING and task.progress.files_done >= files_done:
+                    return name
+                await asyncio.sleep(0.05)
+
+
+async def test_a_frozen_replicas_task_is_taken_over_and_its_late_writes_refused(
+    replicas: tuple[Replica, Replica], pg_dsn: str
+) -> None:
+    md = replicas[0].token("alice", "read", "write")
+    with user_dir("alice") as directory:
+        make_tree(directory / "src", "alice", files=2500, big=256 * 1024 * 1024)
+        name = await start_transfer(replicas[0], md, directory, files_done=300)  # checkpointed
+        task_id = name.split("/")[1]
+        _, owner_name, _, _ = task_row(pg_dsn, task_id)
+        owner, other = replicas if owner_name == "replica-a" else replicas[::-1]
+        frozen = owner.freeze()
+        try:
+            async with grpc.aio.insecure_channel(other.address) as channel:
+                done = await wait_task(channel, md, name, timeout=180)
+            assert done.state == t.TASK_STATE_SUCCEEDED, done.error.message
+            state, holder, attempts, revision = task_row(pg_dsn, task_id)
+            assert (state, holder) == ("SUCCEEDED", other.name) and attempts >= 2
+            assert snapshot(directory / "dst") == snapshot(directory / "src")
+        finally:
+            owner.thaw(frozen)
+        await asyncio.sleep(4)  # the thawed replica tries its writes, learns it lost
+        assert task_row(pg_dsn, task_id) == (state, holder, attempts, revision)
+        assert owner.logged("lease lost") >= 1
+
+
+async def test_cancel_on_one_replica_stops_a_task_running_on_the_other(
+    replicas: tuple[Replica, Replica], pg_dsn: str
+) -> None:
+    md = replicas[0].token("alice", "read", "write")
+    with user_dir("alice") as directory:
+        # Big enough to take several seconds: the cancel must arrive while it runs.
+        make_tree(directory / "src", "alice", files=8000, big=512 * 1024 * 1024)
+        name = await start_transfer(replicas[0], md, directory, files_done=1)
+        _, owner_name, _, _ = task_row(pg_dsn, name.split("/")[1])
+        other = replicas[1] if owner_name == "replica-a" else replicas[0]
+        async with grpc.aio.insecure_channel(other.address) as channel:
+            started = time.monotonic()
+            await tasks_pb2_grpc.TasksServiceStub(channel).CancelTask(
+                t.CancelTaskRequest(name=name), metadata=md
+            )
+            done = await wait_task(channel, md, name, timeout=30)
+        assert done.state == t.TASK_STATE_CANCELLED
+        assert time.monotonic() - started < 5
+
+
+async def test_the_client_spreads_calls_over_replicas_listed_in_its_target(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    a, b = replicas
+    token = a.token("alice")[0][1].removeprefix("Bearer ")
+    before = (a.logged('"message": "rpc"'), b.logged('"message": "rpc"'))
+    client = Client.connect(f"ipv4:{a.address},{b.address}", token=token)
+    try:
+        for _ in range(20):
+            await client.status.systems()
+    finally:
+        await client.close()
+    after = (a.logged('"message": "rpc"'), b.logged('"message": "rpc"'))
+    assert after[0] - before[0] >= 5 and after[1] - before[1] >= 5  # both served
+
+
+async def test_every_replica_reads_the_same_jobs_with_the_same_revisions(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    a, b = replicas
+    md = a.token("alice", "read", "execute")
+    async with (
+        grpc.aio.insecure_channel(a.address) as chan_a,
+        grpc.aio.insecure_channel(b.address) as chan_b,
+    ):
+        on_a = compute_pb2_grpc.ComputeServiceStub(chan_a)
+        on_b = compute_pb2_grpc.ComputeServiceStub(chan_b)
+        watch = on_b.WatchJobs(S.WatchJobsRequest(parent=PARENT), metadata=md)
+        await watch.read()
+        job = (await on_a.SubmitJob(job_script("same-reads", "true"), metadata=md)).job
+        await read_until(watch, saw(job.job_id, S.JOB_STATE_COMPLETED))
+        watch.cancel()
+        await asyncio.sleep(1.5)  # the poller archives the final record; b takes it in
+        reads = [
+            (await stub.GetJob(S.GetJobRequest(name=job.name), metadata=md)).job
+            for stub in (on_a, on_b)
+        ]
+        lists = [
+            {j.job_id: j for j in (await stub.ListJobs(S.ListJobsRequest(parent=PARENT),
+                                                        metadata=md)).jobs}
+            for stub in (on_a, on_b)
+        ]  # fmt: skip
+    assert reads[0].state == reads[1].state == S.JOB_STATE_COMPLETED
+    assert reads[0].revision == reads[1].revision > job.revision
+    assert job.job_id in lists[0] and job.job_id in lists[1]
+    assert lists[0][job.job_id].revision == lists[1][job.job_id].revision
