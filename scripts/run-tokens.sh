@@ -30,5 +30,7 @@ echo "Then, as ${users[-1]}:"
 echo "  export HPCGATE_ADDRESS=$listen HPCGATE_SYSTEM=local"
 echo "  $bin/hpcgate whoami"
 echo "  $bin/hpcgate sbatch --wait --follow job.sh"
-echo "A new token: $bin/hpcgate-server token --user ${users[-1]} --scope read --scope write --scope execute"
+# With a configuration of its own (cluster mode), tokens must be signed with its key.
+config=${HPCGATE_CONFIG:+--config $HPCGATE_CONFIG }
+echo "A new token: $bin/hpcgate-server ${config}token --user ${users[-1]} --scope read --scope write --scope execute"
 echo

@@ -5,6 +5,7 @@ one job per request_id across replicas, and tasks that survive a frozen replica.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 import uuid
@@ -16,8 +17,10 @@ import psycopg
 import pytest
 from cluster_helpers import Replica, poller_of
 from files_helpers import user_dir
+from test_server_process import free_port
 from transfer_helpers import make_tree, snapshot, wait_task
 
+from conftest import ROOT, require
 from hpcgate.client import Client
 from hpcgate.v1 import compute_pb2 as S
 from hpcgate.v1 import compute_pb2_grpc, storage_pb2_grpc, tasks_pb2_grpc
@@ -293,3 +296,37 @@ async def test_every_replica_reads_the_same_jobs_with_the_same_revisions(
     assert reads[0].revision == reads[1].revision > job.revision
     assert job.job_id in lists[0] and job.job_id in lists[1]
     assert lists[0][job.job_id].revision == lists[1][job.job_id].revision
+
+
+async def test_haproxy_balances_grpc_over_the_replicas(
+    replicas: tuple[Replica, Replica], tmp_path: Path
+) -> None:
+    """deploy/haproxy.cfg, as `make run-cluster` runs it, on this test's ports."""
+    a, b = replicas
+    front, stats = free_port(), free_port()
+    config = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    for old, new in (("127.0.0.1:50060", f"127.0.0.1:{front}"), ("127.0.0.1:50069",
+                     f"127.0.0.1:{stats}"), ("127.0.0.1:50061", a.address),
+                     ("127.0.0.1:50062", b.address)):  # fmt: skip
+        assert old in config
+        config = config.replace(old, new)
+    (tmp_path / "haproxy.cfg").write_text(config)
+    env = dict(os.environ, HPCGATE_HAPROXY_PIDFILE=str(tmp_path / "haproxy.pid"))
+    script = str(ROOT / "scripts" / "haproxy.sh")
+    up = subprocess.run(["bash", script, "up", str(tmp_path / "haproxy.cfg")], env=env,
+                        capture_output=True, text=True, timeout=600)  # fmt: skip
+    require(up.returncode == 0, f"scripts/haproxy.sh up failed: {up.stderr[-2000:]}")
+    try:
+        token = a.token("alice")[0][1].removeprefix("Bearer ")
+        await asyncio.sleep(5)  # both replicas pass HAProxy's health check (rise 2, 2 s)
+        before = (a.logged('"message": "rpc"'), b.logged('"message": "rpc"'))
+        for _ in range(10):  # a new connection per call: HAProxy picks a replica per call
+            client = Client.connect(f"127.0.0.1:{front}", token=token)
+            try:
+                await client.status.systems()
+            finally:
+                await client.close()
+        after = (a.logged('"message": "rpc"'), b.logged('"message": "rpc"'))
+        assert after[0] - before[0] >= 2 and after[1] - before[1] >= 2
+    finally:
+        subprocess.run(["bash", script, "down"], env=env, capture_output=True, timeout=60)

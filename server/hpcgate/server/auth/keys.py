@@ -8,10 +8,13 @@ Private keys are files of mode 0600 in a 0700 directory.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +45,20 @@ class ServerKeys:
         self._loaded_mtime = -1.0
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
-        if not (self.directory / _META).exists():
-            self._write_meta([self._new_key_entry()])
+        with self._locked():  # replicas sharing state_dir start at once: one key set
+            if not (self.directory / _META).exists():
+                self._write_meta([self._new_key_entry()])
         self.reload()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Exclusive against other processes changing the key set (flock)."""
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -95,22 +109,26 @@ class ServerKeys:
         return {"kid": kid, "created_at": time.time(), "retired_at": None}
 
     def _write_meta(self, entries: list[dict[str, float | str | None]]) -> None:
-        tmp = self.directory / f".{_META}.tmp"
+        tmp = self.directory / f".{_META}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(entries, indent=2))
         os.chmod(tmp, 0o600)
         tmp.replace(self.directory / _META)
 
     def rotate(self) -> SigningKey:
         """Make a new current key; retire the old one; drop keys no token can still need."""
-        now = time.time()
-        entries: list[dict[str, float | str | None]] = []
-        for key in self.all():
-            retired = key.retired_at if key.retired_at is not None else now
-            if now - retired > self.max_token_ttl:
-                (self.directory / f"{key.kid}.pem").unlink(missing_ok=True)
-                continue
-            entries.append({"kid": key.kid, "created_at": key.created_at, "retired_at": retired})
-        entries.append(self._new_key_entry())
-        self._write_meta(entries)
+        with self._locked():
+            self.reload(only_if_changed=True)  # another process may have rotated
+            now = time.time()
+            entries: list[dict[str, float | str | None]] = []
+            for key in self.all():
+                retired = key.retired_at if key.retired_at is not None else now
+                if now - retired > self.max_token_ttl:
+                    (self.directory / f"{key.kid}.pem").unlink(missing_ok=True)
+                    continue
+                entries.append(
+                    {"kid": key.kid, "created_at": key.created_at, "retired_at": retired}
+                )
+            entries.append(self._new_key_entry())
+            self._write_meta(entries)
         self.reload()
         return self.current
