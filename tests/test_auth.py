@@ -551,3 +551,31 @@ async def test_client_library_exchanges_and_renews(
         credentials._expires = 0  # force a renewal
         third = await stub.GetTokenInfo(auth_pb2.GetTokenInfoRequest())
         assert third.token_id != first.token_id and third.client_id == client.id
+
+
+def _current_kid(state_dir: str, start: Any, kids: Any) -> None:
+    from hpcgate.server.auth.keys import ServerKeys
+
+    start.wait()  # all at once
+    kids.put(ServerKeys(Path(state_dir), 3600).current.kid)
+
+
+def test_replicas_starting_together_on_one_state_dir_share_one_signing_key(
+    tmp_path: Path,
+) -> None:
+    """Cluster mode: replicas share state_dir; the first start of several at once makes
+    exactly one key set, which every one of them then signs with."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    start, kids = context.Barrier(6), context.Queue()
+    workers = [
+        context.Process(target=_current_kid, args=(str(tmp_path), start, kids)) for _ in range(6)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [w.exitcode for w in workers] == [0] * 6
+    assert len({kids.get(timeout=5) for _ in workers}) == 1
+    assert len(list((tmp_path / "keys").glob("*.pem"))) == 1
