@@ -50,13 +50,14 @@ check-generated: install
 	$(PY) scripts/generate.py --check $(GEN_DIR)
 
 # The last landed v1 the protos must stay wire- and source-compatible with (buf breaking,
-# FILE rules); move it forward when a release lands. Needs the git history (not shallow).
+# FILE rules); move it forward when a release lands. Needs the git history (not shallow);
+# buf clones this repository to read it, 1000 commits deep (its default, 50, falls short).
 BUF_BASELINE ?= ac4f29e
 
 lint: install
 	$(BIN)/buf lint
 	$(BIN)/buf format -d --exit-code
-	$(BIN)/buf breaking --against '.git#ref=$(BUF_BASELINE)'
+	$(BIN)/buf breaking --against '.git#ref=$(BUF_BASELINE),depth=1000'
 	$(BIN)/ruff check client/hpcgate/client server tests bench scripts examples
 	$(BIN)/ruff format --check client/hpcgate/client server tests bench scripts examples
 	$(BIN)/mypy client/hpcgate/client server/hpcgate/server examples
