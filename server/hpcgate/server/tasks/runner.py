@@ -70,6 +70,8 @@ from hpcgate.server.tasks.store import TaskStore
 from hpcgate.server.tasks.watch import TaskFeed, TaskWatch
 
 log = logging.getLogger(__name__)
+# Seconds between two cancellations of a handler that has not stopped yet (_stop_handler).
+RECANCEL_INTERVAL = 0.5
 
 Handler = Callable[["TaskContext"], Awaitable[Json | None]]
 # Request ids are remembered this long (StartTransfer: "within 24 hours").
@@ -229,6 +231,7 @@ class _Entry:
     # Set once the store says RUNNING (or that the task already ended): until then a
     # cancel waits, so it never answers while the record still reads PENDING.
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    stopper: asyncio.Task[None] | None = None  # see _stop_handler
 
 
 class TaskRunner:
@@ -364,8 +367,7 @@ class TaskRunner:
             await self._claimer  # returns once the claim in flight (if any) is settled
         tasks = [e.task for e in self._running.values() if e.task is not None]
         for entry in self._running.values():
-            if entry.task is not None and not entry.handler_done:
-                entry.task.cancel()
+            _stop_handler(entry)
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=self.settings.stop_timeout)
             if late:  # left RUNNING: a crash for the next start-up, or another replica
@@ -416,8 +418,7 @@ class TaskRunner:
             return  # a final write in flight is fenced: refused if the lease is gone
         entry.lost = True
         log.warning("task lease lost: stopped here", extra={"fields": _fields(entry.record)})
-        if entry.task is not None:
-            entry.task.cancel()
+        _stop_handler(entry)
 
     def _written(self, task: TaskRecord, record: TaskRecord | None) -> None:
         """After a handler's fenced write: publish it; refused, the lease is lost."""
@@ -635,8 +636,7 @@ class TaskRunner:
         entry.cancel_requested = True
         if entry.ctx is not None:
             entry.ctx.cancel_requested.set()
-        if entry.task is not None and not entry.handler_done:
-            entry.task.cancel()
+        _stop_handler(entry)
 
     async def _run(self, entry: _Entry) -> None:
         task_id = entry.record.id
@@ -774,6 +774,22 @@ class TaskRunner:
         elif token is not None:
             log.warning("task %s: not ended here: another server has taken it over", task_id)
         return record
+
+
+def _stop_handler(entry: _Entry) -> None:
+    """Cancel the handler, and again every RECANCEL_INTERVAL until it has ended: in
+    Python 3.11 asyncio.wait_for loses a cancellation that lands just as the call it
+    waits for completes (CPython gh-86296), and the handlers make thousands of such
+    calls (privsep requests); a cancelled task must not run on to the end."""
+    if entry.stopper is not None or entry.task is None or entry.handler_done:
+        return
+
+    async def keep_cancelling(task: asyncio.Task[None]) -> None:
+        while not entry.handler_done and not task.done():
+            task.cancel()
+            await asyncio.sleep(RECANCEL_INTERVAL)
+
+    entry.stopper = asyncio.get_running_loop().create_task(keep_cancelling(entry.task))
 
 
 async def _repeat(what: str, interval: float, step: Callable[[], Awaitable[None]]) -> None:
