@@ -100,6 +100,7 @@ class Server:
         config.write_text(
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
             'log_level = "warning"\n'
+            "[rate_limits]\nenabled = false\n"  # measure the client, not the limits
         )
         env = dict(os.environ, HPCGATE_CONFIG=str(config))
         scopes = ["--scope", "read", "--scope", "write", "--scope", "execute"]

@@ -67,6 +67,7 @@ async def main() -> None:
         config.write_text(
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
             f'log_level = "warning"\n[status]\nprobe_interval = {args.probe_interval}\n'
+            "[rate_limits]\nenabled = false\n"  # one address: measure, not throttle
         )
         server = subprocess.Popen(
             [str(BIN / "hpcgate-server"), "--config", str(config), "serve"],

@@ -222,7 +222,7 @@ class Server:
         config = directory / "hpcgate.toml"
         config.write_text(
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{directory}/state"\n'
-            f'log_level = "warning"\n{extra}'
+            f'log_level = "warning"\n[rate_limits]\nenabled = false\n{extra}'
         )
         return cls(name, port, directory, dict(os.environ, HPCGATE_CONFIG=str(config)))
 

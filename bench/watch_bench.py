@@ -5,9 +5,11 @@ streams (alice's jobs), submits a few short jobs through the gateway and measure
 level: slurmctld RPCs per minute (from `sdiag`), event delivery latency from the hub's
 detection (event.time) to the client (p50/p99), and the server's RSS. Beside it, N naive
 clients polling `squeue` every second, the way a polling client drives the scheduler
-(only up to 100: more would measure this 2-core machine, not the scheduler).
+(only up to 100: more would measure this 2-core machine, not the scheduler). Last, a
+burst: `--burst` streams opened at the same moment, as watchers reconnecting after a
+restart do, all of which must be served (`server.max_pending_requests`).
 
-    .venv/bin/python bench/watch_bench.py [--levels 1,100,1000,10000] [--seconds 30]
+    .venv/bin/python bench/watch_bench.py [--levels 1,100,1000,10000] [--seconds 30] [--burst 2000]
 """
 
 from __future__ import annotations
@@ -90,6 +92,28 @@ async def watch_level(
     }
 
 
+async def burst_level(address: str, token: str, n: int) -> dict[str, float]:
+    """`n` WatchJobs streams opened at the same moment (watchers reconnecting after a
+    restart): how many got their snapshot, how many were refused, how long it took."""
+    md = [("authorization", f"Bearer {token}")]
+    own = [("grpc.use_local_subchannel_pool", 1)]  # one connection per 1,000 streams
+    channels = [grpc.aio.insecure_channel(address, options=own) for _ in range((n + 999) // 1000)]
+    try:
+        stubs = [compute_pb2_grpc.ComputeServiceStub(c) for c in channels]
+        request = S.WatchJobsRequest(parent="systems/local")
+        started = time.monotonic()
+        streams = [stubs[i % len(stubs)].WatchJobs(request, metadata=md) for i in range(n)]
+        firsts = await asyncio.gather(*(s.read() for s in streams), return_exceptions=True)
+        elapsed = time.monotonic() - started
+        for s in streams:
+            s.cancel()
+    finally:
+        for channel in channels:
+            await channel.close()
+    refused = sum(isinstance(f, grpc.aio.AioRpcError) for f in firsts)
+    return {"n": n, "served": n - refused, "refused": refused, "seconds": elapsed}
+
+
 async def naive_level(n: int, seconds: float) -> float:
     """slurmctld RPCs/min with `n` clients each running `squeue --me` once a second."""
     stop = time.monotonic() + seconds
@@ -111,6 +135,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1,100,1000,10000")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--burst", type=int, default=2000, help="streams opened at once")
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,6 +144,7 @@ async def main() -> None:
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
             'log_level = "warning"\n[limits]\nmax_concurrent_rpcs = 20000\n'
             "[watch]\nstream_queue_size = 100\n"
+            "[rate_limits]\nenabled = false\n"  # 10,000 streams of one user: over the caps
         )
         env = dict(os.environ, HPCGATE_CONFIG=str(config))
         token = subprocess.run(
@@ -157,6 +183,7 @@ async def main() -> None:
                     )
                 except grpc.aio.AioRpcError as e:
                     print(f"level {n} failed: {e.code().name} {e.details()}", file=sys.stderr)
+            burst = await burst_level(f"127.0.0.1:{port}", token, args.burst)
         finally:
             server.terminate()
             server.wait(10)
@@ -174,6 +201,10 @@ async def main() -> None:
             f"{r['n']:>9.0f} {r['rpm']:>13.0f} {r['events']:>8.0f} {r['p50']:>15.1f} "
             f"{r['p99']:>8.1f} {r['rss']:>15.1f}"
         )
+    print(
+        f"\n{burst['n']:.0f} WatchJobs streams opened at once: {burst['served']:.0f} served, "
+        f"{burst['refused']:.0f} refused, all first messages in {burst['seconds']:.2f} s"
+    )
     print("\nnaive clients polling squeue every second (no gateway)")
     print(f"{'clients':>9} {'ctld RPC/min':>13}")
     for n, rpm in naive.items():

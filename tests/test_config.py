@@ -22,6 +22,8 @@ def test_documented_example_is_valid_and_equals_the_defaults() -> None:
     defaults = config.parse({})
     assert example.systems == defaults.systems
     assert example.status == defaults.status and example.limits == defaults.limits
+    assert example.server == defaults.server
+    assert example.rate_limits == defaults.rate_limits
 
 
 def test_every_key_of_the_example_is_documented() -> None:
@@ -55,6 +57,12 @@ def test_every_key_of_the_example_is_documented() -> None:
         ("[state]\npool_size = 1", "state.pool_size: must be at least 2"),
         ("[tasks]\nlease_seconds = 0.5", "tasks.lease_seconds: must be at least 1.0"),
         ("[server]\nmax_connection_age = -1", "server.max_connection_age: must be at least"),
+        ("[server]\nmax_pending_requests = 0", "server.max_pending_requests: must be at least 1"),
+        ("[server]\nmin_client_ping_interval = 0.1", "server.min_client_ping_interval: must"),
+        ("[rate_limits.per_user]\nreads_per_second = -1", "rate_limits.per_user.reads_per_second"),
+        ("[rate_limits.per_client]\nreads_burst = 0", "rate_limits.per_client.reads_burst"),
+        ("[rate_limits]\nmax_streams = 'many'", "rate_limits.max_streams: expected an integer"),
+        ("[rate_limits.per_address]\nread_burst = 1", "unknown key(s): rate_limits.per_address"),
     ],
 )
 def test_errors_name_the_key(toml: str, message: str) -> None:

@@ -39,6 +39,7 @@ BLOCK = re.compile(
 )
 MODES = {None, "dry-run", "runs until stopped"}
 README_ADDRESS = "127.0.0.1:50051"
+README_METRICS = "127.0.0.1:9464"  # the metrics endpoint's default address
 STREAM_SECONDS = 5
 
 
@@ -88,9 +89,10 @@ def test_the_architecture_tree_names_every_package() -> None:
     assert packages <= listed, f"missing from the README's architecture: {packages - listed}"
 
 
-def script_for(block: Block, work: Path, address: str) -> str:
-    """The bash lines that run one block where the reader would."""
-    body = block.body.replace(README_ADDRESS, address)
+def script_for(block: Block, work: Path, address: str, metrics: str = README_METRICS) -> str:
+    """The bash lines that run one block where the reader would (against the test
+    gateway's gRPC `address` and `metrics` endpoint)."""
+    body = block.body.replace(README_ADDRESS, address).replace(README_METRICS, metrics)
     mark = f"echo '--- README.md line {block.line}' >&2\n"
     if block.lang == "python":
         snippet = work / f"snippet-{block.line}.py"
@@ -150,7 +152,9 @@ async def test_shell_and_python_blocks_run_in_order(
     (work / "scripts").symlink_to(ROOT / "scripts")
     address = f"127.0.0.1:{gateway.port}"
     runnable = [b for b in blocks() if b.lang in ("sh", "python")]
-    script = "set -euo pipefail\nset -a\n" + "".join(script_for(b, work, address) for b in runnable)
+    metrics = f"127.0.0.1:{gateway.metrics_port}"
+    lines = "".join(script_for(b, work, address, metrics) for b in runnable)
+    script = "set -euo pipefail\nset -a\n" + lines
     (work / "readme.sh").write_text(script)
     token = bearer(gateway, "alice", ("read", "write", "execute"))[0][1].removeprefix("Bearer ")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HPCGATE_")}

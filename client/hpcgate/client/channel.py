@@ -12,13 +12,17 @@ from hpcgate.client.auth import ClientCredentials, bearer_interceptors
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 ADDRESS_ENV = "HPCGATE_ADDRESS"
-# The server keeps grpc's default policy (no pings more often than every 5 minutes
-# without data), so the client pings no more often than that: a stricter client would be
-# cut off with GOAWAY "too_many_pings".
+# Pings every 45 s, idle channels included, so that a NAT or firewall with a 60 s idle
+# timeout never drops the connection under a quiet channel; a dead server is noticed
+# 20 s after a ping goes unanswered. The server accepts pings every 30 s or slower
+# (`server.min_client_ping_interval`): a client pinging more often gets GOAWAY
+# "too_many_pings". Without max_pings_without_data = 0, grpc stops pinging after two
+# pings with no data sent in between, and the NAT drops the connection after all.
 KEEPALIVE_OPTIONS = [
-    ("grpc.keepalive_time_ms", 300_000),
+    ("grpc.keepalive_time_ms", 45_000),
     ("grpc.keepalive_timeout_ms", 20_000),
-    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
 ]
 

@@ -23,7 +23,13 @@ import grpc
 
 from hpcgate.client.auth import ClientCredentials, bearer_interceptors
 from hpcgate.client.channel import channel_options, default_address
-from hpcgate.client.errors import HpcgateError, InvalidArgument, Unauthenticated, from_rpc_error
+from hpcgate.client.errors import (
+    HpcgateError,
+    InvalidArgument,
+    Unauthenticated,
+    from_rpc_error,
+    retryable,
+)
 
 if TYPE_CHECKING:
     from hpcgate.client.account import Account
@@ -39,7 +45,6 @@ Response = TypeVar("Response")
 TOKEN_ENV = "HPCGATE_TOKEN"  # noqa: S105 (the variable's name, not a secret)
 SYSTEM_ENV = "HPCGATE_SYSTEM"
 DEFAULT_TIMEOUT = 60.0  # seconds a unary call may take (streams have none by default)
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,17 @@ class RetryPolicy:
     attempts: int = 6  # calls in all, the first included
     initial_delay: float = 0.2
     max_delay: float = 10.0
+
+    def should_retry(self, attempt: int, error: HpcgateError) -> bool:
+        """Whether to try once more after `attempt` (0 = the first call) failed with
+        `error`. Not when a rate limit asks for a longer wait than `max_delay`: retrying
+        sooner would only be refused again. (An unavailable server is tried again every
+        `max_delay` at most, whatever it hinted: it may be back sooner.)"""
+        if attempt + 1 >= self.attempts or not retryable(error):
+            return False
+        if error.code != grpc.StatusCode.RESOURCE_EXHAUSTED or error.retry_delay is None:
+            return True
+        return error.retry_delay <= self.max_delay
 
     def delay(self, attempt: int, error: HpcgateError) -> float:
         if error.retry_delay is not None:
@@ -170,15 +186,16 @@ class Client:
         deadline: float | None = None,
     ) -> Response:
         """One unary call of a stub method with a deadline (seconds; the client's timeout
-        by default); UNAVAILABLE and RESOURCE_EXHAUSTED retried with backoff when `retry`
-        (reads, and writes that carry a request_id)."""
+        by default); UNAVAILABLE and rate limits (RESOURCE_EXHAUSTED with a retry hint,
+        waited out) retried with backoff when `retry` (reads, and writes that carry a
+        request_id)."""
         attempt = 0
         while True:
             try:
                 return await method(request, timeout=deadline or self.timeout)
             except grpc.RpcError as e:
                 error = from_rpc_error(e)
-            if not retry or error.code not in RETRYABLE or attempt + 1 >= self.retry.attempts:
+            if not retry or not self.retry.should_retry(attempt, error):
                 raise error
             await asyncio.sleep(self.retry.delay(attempt, error))
             attempt += 1

@@ -2,7 +2,8 @@
 
 Every RPC error becomes an `HpcgateError` subclass named after its canonical gRPC code
 (`NotFound`, `InvalidArgument`, ...), carrying the server's message, each BadRequest field
-violation and RetryInfo's delay, so callers catch what they can handle and print the rest:
+violation and RetryInfo's delay (else the `grpc-retry-pushback-ms` trailer's), so callers
+catch what they can handle and print the rest:
 
     try:
         job = await client.jobs.get("perlmutter", "123")
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
 @dataclass(frozen=True)
@@ -162,8 +165,29 @@ def from_rpc_error(error: grpc.aio.AioRpcError | grpc.RpcError) -> HpcgateError:
                 info = error_details_pb2.RetryInfo()
                 detail.Unpack(info)
                 retry_delay = info.retry_delay.ToTimedelta().total_seconds()
+    if retry_delay is None:
+        retry_delay = _pushback(error)
     cls = error_class(code)
     return cls(message, violations=tuple(violations), retry_delay=retry_delay, code=code)
+
+
+def retryable(error: HpcgateError) -> bool:
+    """UNAVAILABLE, and RESOURCE_EXHAUSTED that says when to come back (a rate limit, a
+    full stream cap: waiting helps); not one without (a size limit, a quota: it does not)."""
+    if error.code == grpc.StatusCode.UNAVAILABLE:
+        return True
+    return error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.retry_delay is not None
+
+
+def _pushback(error: grpc.RpcError) -> float | None:
+    """Seconds from a `grpc-retry-pushback-ms` trailer: the hint of a server (or proxy)
+    that sends no RetryInfo. Malformed or negative values (gRPC: "do not retry") count
+    as no hint."""
+    trailers = getattr(error, "trailing_metadata", None)
+    for key, value in (trailers() if callable(trailers) else None) or ():
+        if key == PUSHBACK_KEY and isinstance(value, str) and value.isdigit():
+            return int(value) / 1000
+    return None
 
 
 def _status_of(error: grpc.RpcError) -> status_pb2.Status | None:

@@ -426,7 +426,8 @@ class Files:
         return Transferred(str(local), reply.path, reply.size, reply.sha256)
 
     async def _send(self, reader: _UploadReader, header: u.UploadHeader) -> u.UploadResponse:
-        """One Upload, again from the start after UNAVAILABLE (same request id)."""
+        """One Upload, again from the start after UNAVAILABLE or a rate limit (same
+        request id)."""
         policy = self._client.retry
         attempt = 0
         while True:
@@ -439,7 +440,7 @@ class Files:
                 if isinstance(e, asyncio.CancelledError):
                     raise
                 error = from_rpc_error(e)
-            if error.code != grpc.StatusCode.UNAVAILABLE or attempt + 1 >= policy.attempts:
+            if not policy.should_retry(attempt, error):  # same request id: never twice
                 raise error
             await asyncio.sleep(policy.delay(attempt, error))
             attempt += 1
@@ -553,8 +554,8 @@ class Files:
     async def _fetch_retrying(
         self, remote: RemotePath, part: _PartFile, system: str, meter: _Meter
     ) -> u.DownloadHeader:
-        """`_fetch`, resumed after UNAVAILABLE, and from byte 0 when the `.part` is of
-        another version of the file (or longer than it)."""
+        """`_fetch`, resumed after UNAVAILABLE or a rate limit, and from byte 0 when the
+        `.part` is of another version of the file (or longer than it)."""
         policy = self._client.retry
         attempt = 0
         while True:
@@ -567,7 +568,7 @@ class Files:
                     raise
                 await asyncio.to_thread(part.restart)  # offset beyond the end: it shrank
             except HpcgateError as e:
-                if e.code != grpc.StatusCode.UNAVAILABLE or attempt + 1 >= policy.attempts:
+                if not policy.should_retry(attempt, e):
                     raise
                 await asyncio.sleep(policy.delay(attempt, e))
                 attempt += 1

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 import grpc
 from google.protobuf import duration_pb2
 
-from hpcgate.client.errors import FieldViolation, HpcgateError, InvalidArgument, error_class
+from hpcgate.client.errors import (
+    FieldViolation,
+    HpcgateError,
+    InvalidArgument,
+    error_class,
+    retryable,
+)
 from hpcgate.v1 import storage_pb2, storage_pb2_grpc, tasks_pb2, tasks_pb2_grpc
 
 if TYPE_CHECKING:
@@ -77,9 +83,10 @@ class Task:
                     if self.done:
                         break
             except HpcgateError as e:
-                if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                if e.code != grpc.StatusCode.CANCELLED and not retryable(e):
                     raise
-                # The stream dropped (a restart): back off, then pick up where the task is.
+                # The stream dropped (a restart) or was refused (a rate limit): back off,
+                # then pick up where the task is.
                 await asyncio.sleep(self._client.retry.delay(drops, e))
                 drops += 1
                 await self.refresh()

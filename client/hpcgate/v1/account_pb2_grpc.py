@@ -37,7 +37,8 @@ class AccountServiceStub:
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a bad
     page token; NOT_FOUND when the caller's own account does not exist on the system;
     UNAVAILABLE (with a retry hint) when the user database or Slurm's accounting
-    (slurmdbd) does not answer.
+    (slurmdbd) does not answer; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying
+    when to retry) when the caller exceeds the server's rate limits.
     """
 
     def __init__(self, channel):
@@ -90,7 +91,8 @@ class AccountServiceServicer:
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a bad
     page token; NOT_FOUND when the caller's own account does not exist on the system;
     UNAVAILABLE (with a retry hint) when the user database or Slurm's accounting
-    (slurmdbd) does not answer.
+    (slurmdbd) does not answer; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying
+    when to retry) when the caller exceeds the server's rate limits.
     """
 
     def GetUser(self, request, context):
@@ -213,7 +215,8 @@ class AccountService:
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a bad
     page token; NOT_FOUND when the caller's own account does not exist on the system;
     UNAVAILABLE (with a retry hint) when the user database or Slurm's accounting
-    (slurmdbd) does not answer.
+    (slurmdbd) does not answer; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying
+    when to retry) when the caller exceeds the server's rate limits.
     """
 
     @staticmethod

@@ -38,7 +38,8 @@ class AccountServiceStub:
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a bad
     page token; NOT_FOUND when the caller's own account does not exist on the system;
     UNAVAILABLE (with a retry hint) when the user database or Slurm's accounting
-    (slurmdbd) does not answer.
+    (slurmdbd) does not answer; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying
+    when to retry) when the caller exceeds the server's rate limits.
     """
 
     @_typing.overload
@@ -102,7 +103,8 @@ class AccountServiceAsyncStub(AccountServiceStub):
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a bad
     page token; NOT_FOUND when the caller's own account does not exist on the system;
     UNAVAILABLE (with a retry hint) when the user database or Slurm's accounting
-    (slurmdbd) does not answer.
+    (slurmdbd) does not answer; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying
+    when to retry) when the caller exceeds the server's rate limits.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -162,7 +164,8 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest) for a bad
     page token; NOT_FOUND when the caller's own account does not exist on the system;
     UNAVAILABLE (with a retry hint) when the user database or Slurm's accounting
-    (slurmdbd) does not answer.
+    (slurmdbd) does not answer; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying
+    when to retry) when the caller exceeds the server's rate limits.
     """
 
     @_abc_1.abstractmethod

@@ -87,7 +87,8 @@ class AuthServiceServicer:
         or expired client, wrong audience or issuer, expired, lifetime over 5 minutes,
         replayed jti) and for a call from outside the client's allowed networks;
         PERMISSION_DENIED when the assertion is valid but asks for scopes the client was
-        not granted. (The server has no rate limit on exchanges yet.)
+        not granted; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+        when exchanges from the caller's address exceed the server's rate limit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -59,7 +59,8 @@ class AuthServiceStub:
     or expired client, wrong audience or issuer, expired, lifetime over 5 minutes,
     replayed jti) and for a call from outside the client's allowed networks;
     PERMISSION_DENIED when the assertion is valid but asks for scopes the client was
-    not granted. (The server has no rate limit on exchanges yet.)
+    not granted; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when exchanges from the caller's address exceed the server's rate limit.
     """
     GetTokenInfo: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetTokenInfoRequest, _auth_pb2.GetTokenInfoResponse]
     """Describes the token the call was made with.
@@ -99,7 +100,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
     or expired client, wrong audience or issuer, expired, lifetime over 5 minutes,
     replayed jti) and for a call from outside the client's allowed networks;
     PERMISSION_DENIED when the assertion is valid but asks for scopes the client was
-    not granted. (The server has no rate limit on exchanges yet.)
+    not granted; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when exchanges from the caller's address exceed the server's rate limit.
     """
     GetTokenInfo: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetTokenInfoRequest, _auth_pb2.GetTokenInfoResponse]  # type: ignore[assignment]
     """Describes the token the call was made with.
@@ -142,7 +144,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         or expired client, wrong audience or issuer, expired, lifetime over 5 minutes,
         replayed jti) and for a call from outside the client's allowed networks;
         PERMISSION_DENIED when the assertion is valid but asks for scopes the client was
-        not granted. (The server has no rate limit on exchanges yet.)
+        not granted; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+        when exchanges from the caller's address exceed the server's rate limit.
         """
 
     @_abc_1.abstractmethod

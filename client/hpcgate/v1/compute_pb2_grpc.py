@@ -47,7 +47,8 @@ class ComputeServiceStub:
     offending field) for malformed names, page tokens or options; NOT_FOUND for an
     unknown system; UNAVAILABLE (with a retry hint) when the scheduler controller does not
     answer; DEADLINE_EXCEEDED when the scheduler did not answer within the server's
-    command timeout; RESOURCE_EXHAUSTED when the caller exceeds the server's rate limits.
+    command timeout; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to
+    retry) when the caller exceeds the server's rate limits or has too many streams open.
     """
 
     def __init__(self, channel):
@@ -150,7 +151,8 @@ class ComputeServiceServicer:
     offending field) for malformed names, page tokens or options; NOT_FOUND for an
     unknown system; UNAVAILABLE (with a retry hint) when the scheduler controller does not
     answer; DEADLINE_EXCEEDED when the scheduler did not answer within the server's
-    command timeout; RESOURCE_EXHAUSTED when the caller exceeds the server's rate limits.
+    command timeout; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to
+    retry) when the caller exceeds the server's rate limits or has too many streams open.
     """
 
     def SubmitJob(self, request, context):
@@ -441,7 +443,8 @@ class ComputeService:
     offending field) for malformed names, page tokens or options; NOT_FOUND for an
     unknown system; UNAVAILABLE (with a retry hint) when the scheduler controller does not
     answer; DEADLINE_EXCEEDED when the scheduler did not answer within the server's
-    command timeout; RESOURCE_EXHAUSTED when the caller exceeds the server's rate limits.
+    command timeout; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to
+    retry) when the caller exceeds the server's rate limits or has too many streams open.
     """
 
     @staticmethod

@@ -48,7 +48,8 @@ class ComputeServiceStub:
     offending field) for malformed names, page tokens or options; NOT_FOUND for an
     unknown system; UNAVAILABLE (with a retry hint) when the scheduler controller does not
     answer; DEADLINE_EXCEEDED when the scheduler did not answer within the server's
-    command timeout; RESOURCE_EXHAUSTED when the caller exceeds the server's rate limits.
+    command timeout; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to
+    retry) when the caller exceeds the server's rate limits or has too many streams open.
     """
 
     @_typing.overload
@@ -208,7 +209,8 @@ class ComputeServiceAsyncStub(ComputeServiceStub):
     offending field) for malformed names, page tokens or options; NOT_FOUND for an
     unknown system; UNAVAILABLE (with a retry hint) when the scheduler controller does not
     answer; DEADLINE_EXCEEDED when the scheduler did not answer within the server's
-    command timeout; RESOURCE_EXHAUSTED when the caller exceeds the server's rate limits.
+    command timeout; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to
+    retry) when the caller exceeds the server's rate limits or has too many streams open.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -364,7 +366,8 @@ class ComputeServiceServicer(metaclass=_abc_1.ABCMeta):
     offending field) for malformed names, page tokens or options; NOT_FOUND for an
     unknown system; UNAVAILABLE (with a retry hint) when the scheduler controller does not
     answer; DEADLINE_EXCEEDED when the scheduler did not answer within the server's
-    command timeout; RESOURCE_EXHAUSTED when the caller exceeds the server's rate limits.
+    command timeout; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to
+    retry) when the caller exceeds the server's rate limits or has too many streams open.
     """
 
     @_abc_1.abstractmethod

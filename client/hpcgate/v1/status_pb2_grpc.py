@@ -33,6 +33,10 @@ class StatusServiceStub:
     filesystem statvfs plus a bounded-time access check), never from a static file.
     A system that is down is reported as data (state UNAVAILABLE with a reason), never
     as an RPC error, so monitoring keeps working during an outage.
+
+    Calls are rate limited per source address (these RPCs ignore tokens): over the limit,
+    or with too many streams open, RESOURCE_EXHAUSTED with a google.rpc.RetryInfo saying
+    when to retry.
     """
 
     def __init__(self, channel):
@@ -76,6 +80,10 @@ class StatusServiceServicer:
     filesystem statvfs plus a bounded-time access check), never from a static file.
     A system that is down is reported as data (state UNAVAILABLE with a reason), never
     as an RPC error, so monitoring keeps working during an outage.
+
+    Calls are rate limited per source address (these RPCs ignore tokens): over the limit,
+    or with too many streams open, RESOURCE_EXHAUSTED with a google.rpc.RetryInfo saying
+    when to retry.
     """
 
     def ListSystems(self, request, context):
@@ -165,6 +173,10 @@ class StatusService:
     filesystem statvfs plus a bounded-time access check), never from a static file.
     A system that is down is reported as data (state UNAVAILABLE with a reason), never
     as an RPC error, so monitoring keeps working during an outage.
+
+    Calls are rate limited per source address (these RPCs ignore tokens): over the limit,
+    or with too many streams open, RESOURCE_EXHAUSTED with a google.rpc.RetryInfo saying
+    when to retry.
     """
 
     @staticmethod

@@ -34,6 +34,10 @@ class StatusServiceStub:
     filesystem statvfs plus a bounded-time access check), never from a static file.
     A system that is down is reported as data (state UNAVAILABLE with a reason), never
     as an RPC error, so monitoring keeps working during an outage.
+
+    Calls are rate limited per source address (these RPCs ignore tokens): over the limit,
+    or with too many streams open, RESOURCE_EXHAUSTED with a google.rpc.RetryInfo saying
+    when to retry.
     """
 
     @_typing.overload
@@ -73,6 +77,10 @@ class StatusServiceAsyncStub(StatusServiceStub):
     filesystem statvfs plus a bounded-time access check), never from a static file.
     A system that is down is reported as data (state UNAVAILABLE with a reason), never
     as an RPC error, so monitoring keeps working during an outage.
+
+    Calls are rate limited per source address (these RPCs ignore tokens): over the limit,
+    or with too many streams open, RESOURCE_EXHAUSTED with a google.rpc.RetryInfo saying
+    when to retry.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -108,6 +116,10 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
     filesystem statvfs plus a bounded-time access check), never from a static file.
     A system that is down is reported as data (state UNAVAILABLE with a reason), never
     as an RPC error, so monitoring keeps working during an outage.
+
+    Calls are rate limited per source address (these RPCs ignore tokens): over the limit,
+    or with too many streams open, RESOURCE_EXHAUSTED with a google.rpc.RetryInfo saying
+    when to retry.
     """
 
     @_abc_1.abstractmethod

@@ -36,7 +36,8 @@ class StorageServiceStub:
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest naming
     each offending field) for malformed names, paths or page tokens; NOT_FOUND for an
-    unknown system.
+    unknown system; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when the caller exceeds the server's rate limits.
     """
 
     def __init__(self, channel):
@@ -68,7 +69,8 @@ class StorageServiceServicer:
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest naming
     each offending field) for malformed names, paths or page tokens; NOT_FOUND for an
-    unknown system.
+    unknown system; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when the caller exceeds the server's rate limits.
     """
 
     def ListFilesystems(self, request, context):
@@ -137,7 +139,8 @@ class StorageService:
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest naming
     each offending field) for malformed names, paths or page tokens; NOT_FOUND for an
-    unknown system.
+    unknown system; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when the caller exceeds the server's rate limits.
     """
 
     @staticmethod

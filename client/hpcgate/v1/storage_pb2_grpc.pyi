@@ -37,7 +37,8 @@ class StorageServiceStub:
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest naming
     each offending field) for malformed names, paths or page tokens; NOT_FOUND for an
-    unknown system.
+    unknown system; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when the caller exceeds the server's rate limits.
     """
 
     @_typing.overload
@@ -83,7 +84,8 @@ class StorageServiceAsyncStub(StorageServiceStub):
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest naming
     each offending field) for malformed names, paths or page tokens; NOT_FOUND for an
-    unknown system.
+    unknown system; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when the caller exceeds the server's rate limits.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -125,7 +127,8 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     missing, malformed or expired token; PERMISSION_DENIED when the token lacks the scope
     named in the RPC's comment; INVALID_ARGUMENT (with a google.rpc.BadRequest naming
     each offending field) for malformed names, paths or page tokens; NOT_FOUND for an
-    unknown system.
+    unknown system; RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when the caller exceeds the server's rate limits.
     """
 
     @_abc_1.abstractmethod

@@ -43,7 +43,8 @@ class TasksServiceStub:
     name not of the form `tasks/{task_id}`, a bad page token or an invalid ListTasks
     filter (an unspecified state or kind, `created_before` not after `created_after`);
     NOT_FOUND when the task does not exist or belongs to another user (the two are not
-    distinguished).
+    distinguished); RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when the caller exceeds the server's rate limits or has too many streams open.
     """
 
     def __init__(self, channel):
@@ -92,7 +93,8 @@ class TasksServiceServicer:
     name not of the form `tasks/{task_id}`, a bad page token or an invalid ListTasks
     filter (an unspecified state or kind, `created_before` not after `created_after`);
     NOT_FOUND when the task does not exist or belongs to another user (the two are not
-    distinguished).
+    distinguished); RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when the caller exceeds the server's rate limits or has too many streams open.
     """
 
     def GetTask(self, request, context):
@@ -184,7 +186,8 @@ class TasksService:
     name not of the form `tasks/{task_id}`, a bad page token or an invalid ListTasks
     filter (an unspecified state or kind, `created_before` not after `created_after`);
     NOT_FOUND when the task does not exist or belongs to another user (the two are not
-    distinguished).
+    distinguished); RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when the caller exceeds the server's rate limits or has too many streams open.
     """
 
     @staticmethod

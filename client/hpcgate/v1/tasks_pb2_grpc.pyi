@@ -44,7 +44,8 @@ class TasksServiceStub:
     name not of the form `tasks/{task_id}`, a bad page token or an invalid ListTasks
     filter (an unspecified state or kind, `created_before` not after `created_after`);
     NOT_FOUND when the task does not exist or belongs to another user (the two are not
-    distinguished).
+    distinguished); RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when the caller exceeds the server's rate limits or has too many streams open.
     """
 
     @_typing.overload
@@ -95,7 +96,8 @@ class TasksServiceAsyncStub(TasksServiceStub):
     name not of the form `tasks/{task_id}`, a bad page token or an invalid ListTasks
     filter (an unspecified state or kind, `created_before` not after `created_after`);
     NOT_FOUND when the task does not exist or belongs to another user (the two are not
-    distinguished).
+    distinguished); RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when the caller exceeds the server's rate limits or has too many streams open.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -142,7 +144,8 @@ class TasksServiceServicer(metaclass=_abc_1.ABCMeta):
     name not of the form `tasks/{task_id}`, a bad page token or an invalid ListTasks
     filter (an unspecified state or kind, `created_before` not after `created_after`);
     NOT_FOUND when the task does not exist or belongs to another user (the two are not
-    distinguished).
+    distinguished); RESOURCE_EXHAUSTED (with a google.rpc.RetryInfo saying when to retry)
+    when the caller exceeds the server's rate limits or has too many streams open.
     """
 
     @_abc_1.abstractmethod

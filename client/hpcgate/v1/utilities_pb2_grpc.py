@@ -51,10 +51,11 @@ class UtilitiesServiceStub:
     unknown system or a missing path (ENOENT; the message names the missing component);
     FAILED_PRECONDITION when the path has the wrong type (ENOTDIR, EISDIR, ELOOP) or a
     directory is not empty; ALREADY_EXISTS when a target exists and overwriting was not
-    asked for; RESOURCE_EXHAUSTED for a full filesystem or quota (ENOSPC, EDQUOT) and
-    for the server's size and concurrency limits; UNAVAILABLE (with a retry hint) when the
-    filesystem does not respond; DEADLINE_EXCEEDED when an operation exceeds the server's
-    time limit for it.
+    asked for; RESOURCE_EXHAUSTED for a full filesystem or quota (ENOSPC, EDQUOT), for
+    the server's size and concurrency limits, and (with a google.rpc.RetryInfo saying
+    when to retry) for its rate limits and stream caps; UNAVAILABLE (with a retry hint)
+    when the filesystem does not respond; DEADLINE_EXCEEDED when an operation exceeds the
+    server's time limit for it.
     """
 
     def __init__(self, channel):
@@ -156,10 +157,11 @@ class UtilitiesServiceServicer:
     unknown system or a missing path (ENOENT; the message names the missing component);
     FAILED_PRECONDITION when the path has the wrong type (ENOTDIR, EISDIR, ELOOP) or a
     directory is not empty; ALREADY_EXISTS when a target exists and overwriting was not
-    asked for; RESOURCE_EXHAUSTED for a full filesystem or quota (ENOSPC, EDQUOT) and
-    for the server's size and concurrency limits; UNAVAILABLE (with a retry hint) when the
-    filesystem does not respond; DEADLINE_EXCEEDED when an operation exceeds the server's
-    time limit for it.
+    asked for; RESOURCE_EXHAUSTED for a full filesystem or quota (ENOSPC, EDQUOT), for
+    the server's size and concurrency limits, and (with a google.rpc.RetryInfo saying
+    when to retry) for its rate limits and stream caps; UNAVAILABLE (with a retry hint)
+    when the filesystem does not respond; DEADLINE_EXCEEDED when an operation exceeds the
+    server's time limit for it.
     """
 
     def ListDirectory(self, request, context):
@@ -423,10 +425,11 @@ class UtilitiesService:
     unknown system or a missing path (ENOENT; the message names the missing component);
     FAILED_PRECONDITION when the path has the wrong type (ENOTDIR, EISDIR, ELOOP) or a
     directory is not empty; ALREADY_EXISTS when a target exists and overwriting was not
-    asked for; RESOURCE_EXHAUSTED for a full filesystem or quota (ENOSPC, EDQUOT) and
-    for the server's size and concurrency limits; UNAVAILABLE (with a retry hint) when the
-    filesystem does not respond; DEADLINE_EXCEEDED when an operation exceeds the server's
-    time limit for it.
+    asked for; RESOURCE_EXHAUSTED for a full filesystem or quota (ENOSPC, EDQUOT), for
+    the server's size and concurrency limits, and (with a google.rpc.RetryInfo saying
+    when to retry) for its rate limits and stream caps; UNAVAILABLE (with a retry hint)
+    when the filesystem does not respond; DEADLINE_EXCEEDED when an operation exceeds the
+    server's time limit for it.
     """
 
     @staticmethod

@@ -12,11 +12,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
 from hpcgate.server.api.account import AccountServicer
 from hpcgate.server.api.auth import AuthServicer
 from hpcgate.server.api.compute import ComputeServicer
 from hpcgate.server.api.interceptors import ObservingInterceptor
+from hpcgate.server.api.limits import Limiter
 from hpcgate.server.api.status import StatusServicer
 from hpcgate.server.api.storage import StorageServicer
 from hpcgate.server.api.tasks import TasksServicer
@@ -26,10 +28,11 @@ from hpcgate.server.auth.keys import ServerKeys
 from hpcgate.server.auth.registry import ClientRegistry
 from hpcgate.server.auth.tokens import TokenService
 from hpcgate.server.children import install_pidfd_watcher
-from hpcgate.server.config import Config
+from hpcgate.server.config import Config, ServerConfig
 from hpcgate.server.events.cluster import ClusterJobs
 from hpcgate.server.events.hub import JobHub
 from hpcgate.server.events.journal import Journal
+from hpcgate.server.metrics import Metrics
 from hpcgate.server.privsep import PrivilegeSeparation
 from hpcgate.server.slurm.factory import make_adapter
 from hpcgate.server.state.job_archive import JobArchive
@@ -80,6 +83,31 @@ def _connection_age(seconds: float) -> list[tuple[str, int]]:
     return [("grpc.max_connection_age_ms", ms), ("grpc.max_connection_age_grace_ms", ms)]
 
 
+def _keepalive(server: ServerConfig) -> list[tuple[str, int]]:
+    """The server pings quiet clients so that dead ones are found and their streams freed,
+    and accepts clients' pings (with or without calls) as often as configured: the client
+    library pings idle channels so that a NAT's idle timeout never drops them."""
+    min_ping_ms = int(server.min_client_ping_interval * 1000)
+    return [
+        ("grpc.keepalive_time_ms", int(server.keepalive_time * 1000)),
+        ("grpc.keepalive_timeout_ms", int(server.keepalive_timeout * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", min_ping_ms),
+    ]
+
+
+def _pending_requests(limit: int) -> list[tuple[str, int]]:
+    """grpc-core cancels arriving calls (CANCELLED, no message, before any servicer) once
+    this many wait to be taken, randomly from its soft limit on (default 1000) and all
+    from its hard limit (3000): a burst of watchers reconnecting after a restart would lose
+    some. Both at `limit`: nothing is refused below it, everything above."""
+    return [
+        ("grpc.server.max_pending_requests", limit),
+        ("grpc.server.max_pending_requests_hard_limit", limit),
+    ]
+
+
 def service_names() -> list[str]:
     """Full names of the seven hpcgate services, StatusService first."""
     names = [
@@ -107,10 +135,14 @@ class Gateway:
         self.config = config
         self.store = StateStore.open(config)
         self.hub = StatusHub(s.id for s in config.systems)
-        self.adapters = {s.id: make_adapter(s) for s in config.systems}
+        # This gateway's Prometheus metrics (its own registry: tests run several gateways).
+        self.metrics = Metrics(CollectorRegistry())
+        self.metrics_port = 0  # bound by start() when [metrics] listen is set
+        self.adapters = {s.id: make_adapter(s, self.metrics) for s in config.systems}
         self.tokens = token_service(config, self.store)
         # Per-user work (files, commands, sbatch) runs through this, never as the server.
         self.privsep = PrivilegeSeparation()
+        self.metrics.privsep_workers.set_function(lambda: self.privsep.workers_alive)
         self.authenticator = Authenticator(self.tokens, self.privsep.served_user)
         self.health = HealthServicer()
         self.draining = asyncio.Event()
@@ -122,6 +154,7 @@ class Gateway:
                 s.id, self.adapters[s.id], config.watch,
                 JobArchive(self.store, s.id, config.watch.finished_cache_size),
                 Journal(dsn, s.id, config.watch.history_size) if dsn else None,
+                self.metrics,
             )
             for s in config.systems
         }  # fmt: skip
@@ -133,20 +166,27 @@ class Gateway:
         }
         # Durable tasks; kinds (e.g. transfers) register their handlers on it.
         self.tasks = TaskRunner(
-            SqlTaskStore(self.store), config.tasks, owner=config.server.replica_name
+            SqlTaskStore(self.store), config.tasks, config.server.replica_name, self.metrics
         )
         # StartTransfer's tasks (registers the "transfer" kind on the runner).
-        self.transfers = Transfers(config, self.privsep, self.tasks)
+        self.transfers = Transfers(config, self.privsep, self.tasks, self.metrics)
         self.port = 0
         self._tasks: list[asyncio.Task[None]] = []
+        # Per-user, per-client and per-address rate limits and stream caps (api/limits.py).
+        self.limiter = Limiter(config.rate_limits)
+        interceptor = ObservingInterceptor(
+            self.authenticator.authenticate, self.metrics, limiter=self.limiter
+        )
         self.server = grpc.aio.server(
-            interceptors=[ObservingInterceptor(self.authenticator.authenticate)],
+            interceptors=[interceptor],
             maximum_concurrent_rpcs=config.limits.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", config.limits.max_message_bytes),
                 ("grpc.max_send_message_length", config.limits.max_message_bytes),
                 ("grpc.so_reuseport", 0),
                 *_connection_age(config.server.max_connection_age),
+                *_keepalive(config.server),
+                *_pending_requests(config.server.max_pending_requests),
             ],
         )
         status_pb2_grpc.add_StatusServiceServicer_to_server(
@@ -165,6 +205,7 @@ class Gateway:
                 self.hubs,
                 self.draining,
                 self.probers,
+                self.metrics,
             ),
             self.server,
         )
@@ -215,6 +256,7 @@ class Gateway:
         self.port = self._bind()
         if self.port == 0:
             raise OSError(f"could not listen on {self.config.server.listen}")
+        self.metrics_port = await self.metrics.serve(self.config.metrics.listen)
         # Tasks a previous run left unfinished are resumed or failed before RPCs see them.
         await self.tasks.start()
         await self.server.start()
@@ -270,6 +312,7 @@ class Gateway:
         for hub in self.hubs.values():
             if hub.journal is not None:
                 await _bounded(hub.journal.close(), STEP_LIMIT, "closing the job journal")
+        await _bounded(self.metrics.close(), STEP_LIMIT, "stopping the metrics endpoint")
         await asyncio.to_thread(self.store.close)
         log.info("stopped")
 

@@ -387,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"source: {config.source or 'built-in defaults'}")
         print(f"state_dir: {config.server.state_dir}")
         print(f"listen: {config.server.listen} (tls: {'yes' if config.server.tls else 'no'})")
+        print(f"metrics: {config.metrics.listen or 'off'}")
         for s in config.systems:
             fs = ", ".join(f"{f.name}={f.path}" for f in s.filesystems)
             print(f"system {s.id}: adapter={s.slurm.adapter} filesystems: {fs}")

@@ -46,6 +46,18 @@ class ServerConfig:
     # Seconds after which a client connection is sent GOAWAY so that clients reconnect
     # and spread over the replicas again (cluster mode); 0: never.
     max_connection_age: float = 0.0
+    # Seconds of silence after which the server pings a client, and seconds it waits for
+    # the answer before closing the connection: dead clients (a laptop that left, a NAT
+    # that dropped its mapping) free their streams instead of holding them for hours.
+    keepalive_time: float = 60.0
+    keepalive_timeout: float = 20.0
+    # Clients may ping this often (seconds), with or without open calls; more often is
+    # answered with GOAWAY "too_many_pings". Below the client library's keepalive
+    # (channel.py), so that idle channels can keep a NAT's 60 s idle timer from expiring.
+    min_client_ping_interval: float = 30.0
+    # Calls that arrived but are not yet taken by the server (a burst of reconnecting
+    # watchers); beyond this many, grpc-core cancels new ones (its default is 1000).
+    max_pending_requests: int = 10_000
     # This replica's name in task leases and logs; "" = hostname:pid.
     replica_id: str = ""
 
@@ -196,6 +208,52 @@ class StorageConfig:
     quota_timeout: float = 10.0
     # Seconds a caller's quota figures are reused before the tool runs again.
     quota_cache: float = 60.0
+
+
+RPC_CLASSES = ("reads", "writes", "submits", "streams")
+
+
+@dataclass(frozen=True)
+class ClassRates:
+    """One token bucket per RPC class: `<class>_per_second` tokens added each second, up
+    to `<class>_burst`; a call takes one. A rate of 0 leaves that class unlimited."""
+
+    reads_per_second: float = 200.0
+    reads_burst: int = 400
+    writes_per_second: float = 100.0
+    writes_burst: int = 400
+    submits_per_second: float = 10.0
+    submits_burst: int = 100
+    streams_per_second: float = 100.0
+    streams_burst: int = 2000
+
+    def bucket(self, rpc_class: str) -> tuple[float, int]:
+        """(per second, burst) of `rpc_class`, one of RPC_CLASSES."""
+        rate: float = getattr(self, f"{rpc_class}_per_second")
+        burst: int = getattr(self, f"{rpc_class}_burst")
+        return rate, burst
+
+
+@dataclass(frozen=True)
+class RateLimitsConfig:
+    """Rate limits per user, per client and per source address, and stream caps."""
+
+    enabled: bool = True
+    # Streams (WatchJobs, Download, Upload, RunCommand, ...) open at once: all callers
+    # together (below limits.max_concurrent_rpcs, so unary calls always find room)...
+    max_streams: int = 8000
+    # ...and per user (per source address for calls without a token).
+    max_streams_per_user: int = 5000
+    per_user: ClassRates = field(default_factory=ClassRates)
+    per_client: ClassRates = field(default_factory=ClassRates)
+    per_address: ClassRates = field(default_factory=ClassRates)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    # HOST:PORT of the Prometheus endpoint (/metrics, plain HTTP); port 0 picks one;
+    # "" disables it. Loopback by default: the endpoint has no authentication.
+    listen: str = "127.0.0.1:9464"
 
 
 @dataclass(frozen=True)
@@ -351,6 +409,8 @@ class Config:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     systems: tuple[SystemConfig, ...] = ()
     peers: tuple[PeerConfig, ...] = ()
     source: Path | None = None
@@ -423,6 +483,15 @@ class _Section:
             return default
         if value < minimum:
             raise ConfigError(f"{self.key(key)}: must be at least {minimum} seconds, got {value}")
+        return float(value)
+
+    def rate(self, key: str, default: float) -> float:
+        """A non-negative number per second (0 usually meaning "no limit")."""
+        value = self._get(key, (int, float), "a number per second")
+        if value is None:
+            return default
+        if value < 0:
+            raise ConfigError(f"{self.key(key)}: must be 0 (no limit) or more, got {value}")
         return float(value)
 
     def integer(self, key: str, default: int, minimum: int = 1) -> int:
@@ -735,6 +804,57 @@ def _state(section: _Section | None) -> StateConfig:
     return state
 
 
+def _class_rates(section: _Section | None) -> ClassRates:
+    """One `[rate_limits.per_*]` table: every class's rate (0 = unlimited) and burst."""
+    d = ClassRates()
+    if section is None:
+        return d
+    s = section
+    rates = ClassRates(
+        reads_per_second=s.rate("reads_per_second", d.reads_per_second),
+        reads_burst=s.integer("reads_burst", d.reads_burst),
+        writes_per_second=s.rate("writes_per_second", d.writes_per_second),
+        writes_burst=s.integer("writes_burst", d.writes_burst),
+        submits_per_second=s.rate("submits_per_second", d.submits_per_second),
+        submits_burst=s.integer("submits_burst", d.submits_burst),
+        streams_per_second=s.rate("streams_per_second", d.streams_per_second),
+        streams_burst=s.integer("streams_burst", d.streams_burst),
+    )
+    section.finish()
+    return rates
+
+
+def _rate_limits(section: _Section | None) -> RateLimitsConfig:
+    d = RateLimitsConfig()
+    if section is None:
+        return d
+    limits = RateLimitsConfig(
+        enabled=section.flag("enabled", d.enabled),
+        max_streams=section.integer("max_streams", d.max_streams),
+        max_streams_per_user=section.integer("max_streams_per_user", d.max_streams_per_user),
+        per_user=_class_rates(section.table("per_user")),
+        per_client=_class_rates(section.table("per_client")),
+        per_address=_class_rates(section.table("per_address")),
+    )
+    section.finish()
+    return limits
+
+
+def _metrics(section: _Section | None) -> MetricsConfig:
+    """`[metrics]`: checked like server.listen, so a typo fails at start-up, not later."""
+    if section is None:
+        return MetricsConfig()
+    metrics = MetricsConfig(listen=section.text("listen", MetricsConfig.listen))
+    section.finish()
+    match = _ADDRESS_RE.match(metrics.listen)
+    if metrics.listen and (match is None or int(match.group(2)) > 65535):
+        raise ConfigError(
+            f"metrics.listen: {metrics.listen!r} must be HOST:PORT (port 0 picks one), "
+            'or "" to turn the endpoint off'
+        )
+    return metrics
+
+
 def _tasks(section: _Section | None) -> TasksConfig:
     d = TasksConfig()
     if section is None:
@@ -771,6 +891,14 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             log_level=level,
             tls=_tls(s.table("tls")),
             max_connection_age=s.seconds("max_connection_age", 0.0, minimum=0.0),
+            keepalive_time=s.seconds("keepalive_time", server.keepalive_time, minimum=1.0),
+            keepalive_timeout=s.seconds("keepalive_timeout", server.keepalive_timeout, minimum=1.0),
+            min_client_ping_interval=s.seconds(
+                "min_client_ping_interval", server.min_client_ping_interval, minimum=1.0
+            ),
+            max_pending_requests=s.integer(
+                "max_pending_requests", server.max_pending_requests, minimum=1
+            ),
             replica_id=s.text("replica_id", ""),
         )
         s.finish()
@@ -870,6 +998,8 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             quota_cache=s.seconds("quota_cache", storage.quota_cache, minimum=0.0),
         )
         s.finish()
+    rate_limits = _rate_limits(root.table("rate_limits"))
+    metrics = _metrics(root.table("metrics"))
     systems = tuple(_system(s) for s in root.tables("systems")) or default_systems()
     if len({s.id for s in systems}) != len(systems):
         raise ConfigError("systems: ids must be unique")
@@ -891,6 +1021,8 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         commands=commands,
         tasks=tasks,
         storage=storage,
+        rate_limits=rate_limits,
+        metrics=metrics,
         systems=systems,
         peers=peers,
         source=source,

@@ -51,6 +51,7 @@ from hpcgate.server.compute.reservations import Reservations
 from hpcgate.server.config import Config, SystemConfig
 from hpcgate.server.errors import from_refusal
 from hpcgate.server.events.hub import JobHub, JobView
+from hpcgate.server.metrics import Metrics
 from hpcgate.server.slurm import SlurmAdapter, SlurmError, SlurmUnavailable
 from hpcgate.server.slurm.adapter import JobRecord, PartitionInfo
 from hpcgate.server.slurm.job_control import JobControl, RefusalKind
@@ -92,13 +93,18 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         hubs: dict[str, JobHub],
         draining: asyncio.Event,
         probers: dict[str, SystemProber] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.adapters = adapters
         self.hubs = hubs
         self.draining = draining
         self.probers = probers or {}
-        self.readers = {sid: JobReader(a, hubs.get(sid)) for sid, a in adapters.items()}
+        # sbatch and scancel run as the caller (privsep), not through the adapter: counted here.
+        self.metrics = metrics or Metrics.unexposed()
+        self.readers = {
+            sid: JobReader(a, hubs.get(sid), self.metrics) for sid, a in adapters.items()
+        }
         self.requests = JobRequests(store)
         self.users = users
         self._request_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
@@ -365,16 +371,18 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         env = self.users.user_env(identity)
         env.update(submission.environment)
         directory = submission.working_directory or identity.home
+        argv = submission.argv(comment)
         try:
-            result = await self.users.run(
-                identity,
-                submission.argv(comment),
-                cwd=directory,
-                env=env,
-                input=submission.script or b"",
-                time_limit=self.config.compute.submit_timeout,
-                gate=gate,
-            )
+            with self.metrics.slurm_command(os.path.basename(argv[0])):
+                result = await self.users.run(
+                    identity,
+                    argv,
+                    cwd=directory,
+                    env=env,
+                    input=submission.script or b"",
+                    time_limit=self.config.compute.submit_timeout,
+                    gate=gate,
+                )
         except OSError as e:
             raise self._directory_error(e, directory) from None
         except privsep.CommandWithheld:
@@ -515,10 +523,11 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                                 batch_only=request.batch_only)  # fmt: skip
         identity = await self._identity(caller)
         try:
-            result = await self.users.run(
-                identity, argv, env=self.users.user_env(identity),
-                time_limit=self.config.compute.submit_timeout,
-            )  # fmt: skip
+            with self.metrics.slurm_command(os.path.basename(argv[0])):
+                result = await self.users.run(
+                    identity, argv, env=self.users.user_env(identity),
+                    time_limit=self.config.compute.submit_timeout,
+                )  # fmt: skip
         except privsep.PrivsepError as e:
             raise from_privsep(e, "running scancel") from None
         if result.returncode != 0:

@@ -3,11 +3,15 @@
 Domain modules raise `hpcgate.server.errors.DomainError`; servicers may raise `ApiError`
 (the same, named with a `grpc.StatusCode`). The interceptor sends either through
 `to_status`: the canonical code, the message, a google.rpc.BadRequest per bad field and a
-google.rpc.RetryInfo when the error says when to retry. Anything else that escapes a
-handler becomes INTERNAL with a reference id that is also in the server log.
+google.rpc.RetryInfo when the error says when to retry (also sent as the
+`grpc-retry-pushback-ms` trailer). Anything else that escapes a handler becomes INTERNAL
+with a reference id that is also in the server log.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import grpc
 from google.protobuf import any_pb2
@@ -45,6 +49,9 @@ MAX_MESSAGE_BYTES = 1000
 MAX_FIELD_BYTES = 100
 MAX_DESCRIPTION_BYTES = 200
 MAX_VIOLATIONS = 10
+# Trailing metadata with the same hint as RetryInfo, in milliseconds: what gRPC's own
+# retry machinery (a service config's retryPolicy, in any language) waits before retrying.
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
 class ApiError(DomainError):
@@ -103,7 +110,20 @@ def to_status(error: DomainError) -> grpc.Status:
     status = status_pb2.Status(
         code=int(error.code), message=clip(message, MAX_MESSAGE_BYTES), details=details
     )
-    return rpc_status.to_status(status)
+    rich = rpc_status.to_status(status)
+    if error.retry_after is None:
+        return rich
+    pushback = (PUSHBACK_KEY, str(math.ceil(error.retry_after * 1000)))
+    return _Status(rich.code, rich.details, (*rich.trailing_metadata, pushback))
+
+
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    """A status with more trailing metadata than grpc_status puts in."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
 assert (

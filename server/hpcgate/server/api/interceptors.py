@@ -1,10 +1,12 @@
 """The server interceptor every RPC passes through.
 
-It runs the auth check (and makes the caller available to the handler), refuses a
-request that could not be decoded (decoding.py), turns a `DomainError` into a rich status,
+It runs the auth check (and makes the caller available to the handler), then the rate
+limits and stream caps of that caller (limits.py), refuses a request that could not be
+decoded (decoding.py), turns a `DomainError` into a rich status,
 turns any other exception into INTERNAL with a reference id (the traceback goes to the
 log, never to the client), and writes one structured log line per RPC: method, peer,
 status code, duration, and for authenticated RPCs the user and client id (the audit log).
+The same start and end feed the metrics (metrics.py): counts, latency, open streams.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import grpc
 
 from hpcgate.server.api.decoding import decoded, decoded_stream, tolerant
 from hpcgate.server.api.errors import DomainError, grpc_code, to_status
+from hpcgate.server.api.limits import Limiter
 from hpcgate.server.auth.caller import Caller, reset_caller, set_caller
+from hpcgate.server.metrics import Metrics
 
 log = logging.getLogger("hpcgate.rpc")
 # Decides who the caller is (None for public RPCs); raises a DomainError to refuse the call.
@@ -35,15 +39,22 @@ async def _public(method: str, context: Any) -> Caller | None:
 
 
 class _CallRecord:
-    def __init__(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    def __init__(
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext[Any, Any],
+        metrics: Metrics | None = None,
+    ) -> None:
         self.method = method
         self.context = context
         self.started = time.monotonic()
+        self.metrics = metrics or Metrics.unexposed()
         # Read now: a stream handler abandoned by a cancelled call is finalized later, when
         # the call is gone, and context.peer() then crashes the process (segfault in grpc).
         self.peer = context.peer()
         self.code: grpc.StatusCode = grpc.StatusCode.OK
         self.caller: Caller | None = None
+        self.metrics.rpc_started(method)  # last: finish() undoes it, so nothing may fail after
 
     async def fail(self, error: BaseException) -> None:
         """Abort the call for `error`; always raises."""
@@ -68,11 +79,13 @@ class _CallRecord:
         )
 
     def finish(self) -> None:
+        seconds = time.monotonic() - self.started
+        self.metrics.rpc_finished(self.method, self.code.name, seconds)
         fields: dict[str, object] = {
             "method": self.method,
             "peer": self.peer,
             "code": self.code.name,
-            "duration_ms": round((time.monotonic() - self.started) * 1000, 2),
+            "duration_ms": round(seconds * 1000, 2),
         }
         if self.caller is not None:
             fields.update(user=self.caller.user, client_id=self.caller.client_id)
@@ -84,9 +97,10 @@ def _wrap_unary(
     method: str,
     authenticate: Authenticate,
     decode: Decode = decoded,
+    metrics: Metrics | None = None,
 ) -> Callable[..., Any]:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        record = _CallRecord(method, context)
+        record = _CallRecord(method, context, metrics)
         token = None
         try:
             record.caller = await authenticate(method, context)
@@ -107,11 +121,12 @@ def _wrap_stream(
     method: str,
     authenticate: Authenticate,
     decode: Decode = decoded,
+    metrics: Metrics | None = None,
 ) -> Callable[..., Any]:
     async def handler(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        record = _CallRecord(method, context)
+        record = _CallRecord(method, context, metrics)
         try:
             record.caller = await authenticate(method, context)
             # An async generator keeps its own context copy: set the caller inside it.
@@ -139,8 +154,15 @@ else:  # the runtime class is not generic; only grpc-stubs makes it so
 class ObservingInterceptor(_ServerInterceptor):
     """Auth, error mapping and one log line per RPC, for every service including health."""
 
-    def __init__(self, authenticate: Authenticate = _public) -> None:
-        self.authenticate = authenticate
+    def __init__(
+        self,
+        authenticate: Authenticate = _public,
+        metrics: Metrics | None = None,
+        limiter: Limiter | None = None,
+    ) -> None:
+        # Rate limits and stream caps (limits.py) apply once the caller is known.
+        self.authenticate = limiter.guard(authenticate) if limiter else authenticate
+        self.metrics = metrics or Metrics.unexposed()
 
     async def intercept_service(
         self,
@@ -157,25 +179,29 @@ class ObservingInterceptor(_ServerInterceptor):
         deserializer = tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, self.authenticate),
+                _wrap_unary(handler.unary_unary, method, self.authenticate, metrics=self.metrics),
                 deserializer,
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method, self.authenticate, decoded_stream),
+                _wrap_unary(
+                    handler.stream_unary, method, self.authenticate, decoded_stream, self.metrics
+                ),
                 deserializer,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method, self.authenticate),
+                _wrap_stream(handler.unary_stream, method, self.authenticate, metrics=self.metrics),
                 deserializer,
                 handler.response_serializer,
             )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream, method, self.authenticate, decoded_stream),
+            _wrap_stream(
+                handler.stream_stream, method, self.authenticate, decoded_stream, self.metrics
+            ),
             deserializer,
             handler.response_serializer,
         )

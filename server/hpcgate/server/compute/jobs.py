@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from hpcgate.server.events.hub import JobHub, JobView
+from hpcgate.server.metrics import Metrics
 from hpcgate.server.slurm.adapter import JobRecord, SlurmAdapter, SlurmError, merge_job
 from hpcgate.server.slurm.parsing import job_matches, split_job_id
 
@@ -39,9 +40,16 @@ class JobReader:
     a hub (or while its snapshot is stale), at most two Slurm calls per read.
     """
 
-    def __init__(self, adapter: SlurmAdapter, hub: JobHub | None = None) -> None:
+    def __init__(
+        self, adapter: SlurmAdapter, hub: JobHub | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.adapter = adapter
         self.hub = hub
+        self.metrics = metrics or Metrics.unexposed()
+
+    def _counted(self, *, hit: bool) -> None:
+        """How often the hub answers a read alone: the point of having it (metrics)."""
+        self.metrics.job_read(self.hub.system_id if self.hub else "", hit=hit)
 
     def _changed(self, job: JobRecord) -> JobView:
         if self.hub is None:
@@ -56,6 +64,7 @@ class JobReader:
         number, _ = split_job_id(job_id)
         hub = self.hub
         if hub is None or not hub.fresh:
+            self._counted(hit=False)
             job = await self._get_from_slurm(job_id)
             return None if job is None else self._changed(job)
         view = hub.view(job_id)
@@ -68,7 +77,9 @@ class JobReader:
         if view is not None and (view.has_steps or hub.get(view.record.job_id) is not None):
             # A job in the queue: the hub reads its accounting at every poll until it has
             # it, so readers never wait for a sacct of their own (steps follow shortly).
+            self._counted(hit=True)
             return view
+        self._counted(hit=False)
         if view is None and number > max((_numeric_id(j) for j in hub.jobs.values()), default=0):
             # Submitted after the hub's last poll (e.g. by sbatch on a login node).
             queued = await self.adapter.queue_jobs(job_ids=[job_id])

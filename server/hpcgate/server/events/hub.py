@@ -35,6 +35,7 @@ from hpcgate.server.events.model import (
     JobEvent,
     SchedulerNotice,
 )
+from hpcgate.server.metrics import Metrics
 from hpcgate.server.slurm import SlurmAdapter, SlurmError, SlurmUnavailable
 from hpcgate.server.slurm.adapter import JobRecord, merge_job
 from hpcgate.server.slurm.parsing import job_matches
@@ -120,8 +121,10 @@ class JobHub:
         settings: WatchConfig,
         archive: JobArchive | None = None,
         journal: Journal | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.system_id = system_id
+        self.metrics = metrics or Metrics.unexposed()
         self.adapter = adapter
         self.settings = settings
         self.archive = archive
@@ -582,6 +585,7 @@ class JobHub:
                 self.settings.poll_floor if busy
                 else min(interval * 2, self.settings.poll_ceiling)
             )  # fmt: skip
+            self.metrics.job_poll(self.system_id, time.monotonic() - started, interval)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)

@@ -744,6 +744,12 @@ class PrivilegeSeparation:
         self._closed = False
 
     @property
+    def workers_alive(self) -> int:
+        """Per-user worker processes running now (read by the metrics thread: the list
+        is copied in one step, so the dict may change meanwhile)."""
+        return sum(1 for handle in list(self._workers.values()) if handle.pid is not None)
+
+    @property
     def served_user(self) -> str | None:
         """Single-user mode: the one user this server acts as. Multi-user mode: None."""
         return self._served.name if self._served else None

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from hpcgate.server.config import SlurmConfig
+from hpcgate.server.metrics import Metrics
 from hpcgate.server.slurm.adapter import (
     AccountInfo,
     ControllerPing,
@@ -61,8 +62,10 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 class CommandLineAdapter:
     """SlurmAdapter over sinfo/scontrol/squeue/sacct run as async subprocesses."""
 
-    def __init__(self, settings: SlurmConfig) -> None:
-        self.commands = SlurmCommands(settings.bin_dir, settings.command_timeout, settings.cluster)
+    def __init__(self, settings: SlurmConfig, metrics: Metrics | None = None) -> None:
+        self.commands = SlurmCommands(
+            settings.bin_dir, settings.command_timeout, settings.cluster, metrics
+        )
         self.jobs = JobControl(settings.bin_dir, settings.cluster)
         self.members = MembershipControl(settings.bin_dir, settings.cluster)
         self._cluster_args = ("-M", settings.cluster) if settings.cluster else ()

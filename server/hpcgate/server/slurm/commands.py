@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpcgate.server.metrics import Metrics
 from hpcgate.server.slurm.adapter import SlurmError, SlurmUnavailable
 
 # Phrases Slurm's tools print when the controller or slurmdbd cannot be reached.
@@ -32,10 +33,17 @@ class CommandResult:
 class SlurmCommands:
     """Runs `sinfo`, `scontrol`, ... from `bin_dir` (or PATH) with a timeout."""
 
-    def __init__(self, bin_dir: Path | None, timeout: float, cluster: str = "") -> None:
+    def __init__(
+        self,
+        bin_dir: Path | None,
+        timeout: float,
+        cluster: str = "",
+        metrics: Metrics | None = None,
+    ) -> None:
         self.bin_dir = bin_dir
         self.timeout = timeout
         self.cluster = cluster
+        self.metrics = metrics or Metrics.unexposed()
         # Stable, parseable output regardless of the server's locale.
         self.env = dict(os.environ, LC_ALL="C", LANG="C", SLURM_TIME_FORMAT="standard")
 
@@ -43,6 +51,11 @@ class SlurmCommands:
         return str(self.bin_dir / tool) if self.bin_dir else tool
 
     async def run(self, tool: str, *args: str, check: bool = True) -> CommandResult:
+        """Run `tool` with `args`; counted and timed by tool name, failures included."""
+        with self.metrics.slurm_command(tool):
+            return await self._run(tool, *args, check=check)
+
+    async def _run(self, tool: str, *args: str, check: bool) -> CommandResult:
         argv = [self._exe(tool), *args]
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -69,6 +69,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from hpcgate.server.config import ConfigError, SlurmConfig
+from hpcgate.server.metrics import Metrics
 from hpcgate.server.slurm.adapter import (
     AccountInfo,
     ControllerPing,
@@ -767,13 +768,14 @@ class PyslurmAdapter:
         settings: SlurmConfig,
         *,
         executor_factory: Callable[[], Executor] = _spawn_pool,
+        metrics: Metrics | None = None,
     ) -> None:
         self.timeout = settings.command_timeout
         self._executor_factory = executor_factory
         self._executor: Executor | None = None
         # sshare, sreport and sacctmgr (accounts, user associations) have no pyslurm
         # counterpart: those four methods use Slurm's tools.
-        self.cli = CommandLineAdapter(settings)
+        self.cli = CommandLineAdapter(settings, metrics)
         self.jobs = self.cli.jobs  # sbatch/scancel run as the caller: Slurm's tools
         self.members = self.cli.members  # sacctmgr, as the caller too
         # Load pyslurm once now (in a worker) so a missing or mismatched pyslurm

@@ -56,6 +56,7 @@ from datetime import UTC, datetime, timedelta
 
 from hpcgate.server.config import TasksConfig
 from hpcgate.server.errors import Code
+from hpcgate.server.metrics import Metrics
 from hpcgate.server.tasks.model import (
     Json,
     NewTask,
@@ -240,10 +241,18 @@ class TaskRunner:
     `owner` names this replica in task leases (default: host name and process id); two
     runners sharing a store must have different owners."""
 
-    def __init__(self, store: TaskStore, settings: TasksConfig, owner: str = "") -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        settings: TasksConfig,
+        owner: str = "",
+        metrics: Metrics | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.owner = owner or default_owner()
+        self.metrics = metrics or Metrics.unexposed()
+        self.metrics.track_tasks(lambda: self.pending_count, lambda: self.running_count)
         self.feed = TaskFeed()
         self._kinds: dict[str, KindSpec] = {}
         self._queue: dict[str, _Entry] = {}  # insertion order = FIFO (SQLite only)
@@ -769,6 +778,9 @@ class TaskRunner:
         )
         record = await asyncio.shield(write)
         if record is not None:
+            if record.start_time is not None and record.end_time is not None:
+                seconds = (record.end_time - record.start_time).total_seconds()
+                self.metrics.task_ended(record.kind, record.state.value, seconds)
             self._publish(record)
             log.info("task ended", extra={"fields": _fields(record)})
         elif token is not None:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hpcgate.server.errors import Code
+from hpcgate.server.metrics import Metrics
 from hpcgate.server.tasks.model import TaskFailed
 from hpcgate.server.tasks.runner import TaskContext
 from hpcgate.server.transfers.endpoint import Endpoint, Item
@@ -96,8 +97,16 @@ class _State:
 
 
 class Transfer:
-    def __init__(self, ctx: TaskContext, spec: Spec, source: Endpoint, dest: Endpoint) -> None:
+    def __init__(
+        self,
+        ctx: TaskContext,
+        spec: Spec,
+        source: Endpoint,
+        dest: Endpoint,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.ctx = ctx
+        self.metrics = metrics or Metrics.unexposed()
         self.spec = spec
         self.source = source
         self.dest = dest
@@ -270,6 +279,7 @@ class Transfer:
                 self.state.bytes_done = start_bytes
                 continue
             self.state.counters.bytes_transferred += written.size
+            self.metrics.transfer_bytes.inc(written.size)  # verified bytes only, not retries
             if self.spec.verify:
                 self.state.counters.files_verified += 1
             return
@@ -334,6 +344,10 @@ class Transfer:
 
 
 async def run_transfer(
-    ctx: TaskContext, spec: Spec, source: Endpoint, dest: Endpoint
+    ctx: TaskContext,
+    spec: Spec,
+    source: Endpoint,
+    dest: Endpoint,
+    metrics: Metrics | None = None,
 ) -> dict[str, Any]:
-    return await Transfer(ctx, spec, source, dest).run()
+    return await Transfer(ctx, spec, source, dest, metrics).run()

@@ -30,7 +30,9 @@ How the Endpoint methods map onto the peer's RPCs, and what does not map:
 Errors come back as `TaskFailed` with the peer's canonical code and a message naming the
 peer and the path; UNAVAILABLE (the peer down or silent for `peer.timeout` seconds) stays
 UNAVAILABLE, so the engine can retry and resume. A credential the peer refuses is
-PERMISSION_DENIED (UNAUTHENTICATED would suggest the user's own token was bad).
+PERMISSION_DENIED (UNAUTHENTICATED would suggest the user's own token was bad). Unary
+calls the peer refuses for its rate limits are retried after the delay it advises
+(`_PacedUnary`); Upload and Download streams are not (their data cannot be replayed).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 
 from hpcgate.client.auth import ClientCredentials, bearer_interceptors
+from hpcgate.client.errors import from_rpc_error
 from hpcgate.server.config import PeerConfig
 from hpcgate.server.errors import Code
 from hpcgate.server.tasks.model import TaskFailed
@@ -72,6 +75,10 @@ _KINDS: dict[int, ItemKind] = {
 }
 
 R = TypeVar("R")
+# A unary call the peer refuses for its rate limits is retried after the delay it
+# advises (at most this many seconds), this many times in all.
+RATE_RETRIES = 20
+MAX_RATE_WAIT = 10.0
 
 
 def _shown(path: str) -> str:
@@ -96,6 +103,27 @@ def _unavailable(details: str) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(
         grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details, None
     )
+
+
+class _PacedUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc,type-arg]
+    """Waits out the peer's rate limits (RESOURCE_EXHAUSTED with a retry hint): a
+    refused unary call is sent again after the advised delay, at most RATE_RETRIES
+    times, so that a transfer of many small files slows down instead of failing."""
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        for attempt in range(1, RATE_RETRIES + 1):
+            call = await continuation(details, request)
+            try:
+                return await call
+            except grpc.aio.AioRpcError as e:
+                delay = from_rpc_error(e).retry_delay
+                limited = e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and delay is not None
+                if not limited or attempt == RATE_RETRIES:
+                    raise
+            await asyncio.sleep(min(delay or 0.0, MAX_RATE_WAIT))
+        raise AssertionError("unreachable")
 
 
 class PeerEndpoint:
@@ -145,7 +173,7 @@ class PeerEndpoint:
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
         ]
-        interceptors = bearer_interceptors(token)
+        interceptors = [*bearer_interceptors(token), _PacedUnary()]
         if not peer.tls:
             return grpc.aio.insecure_channel(
                 peer.address, options=options, interceptors=interceptors

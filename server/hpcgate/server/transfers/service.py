@@ -14,6 +14,7 @@ from typing import Any
 from hpcgate.server import privsep
 from hpcgate.server.config import Config
 from hpcgate.server.errors import Code, DomainError, not_found
+from hpcgate.server.metrics import Metrics
 from hpcgate.server.tasks.model import (
     RequestIdConflict,
     TaskFailed,
@@ -73,11 +74,16 @@ class TransferRequest:
 
 class Transfers:
     def __init__(
-        self, config: Config, users: privsep.PrivilegeSeparation, runner: TaskRunner
+        self,
+        config: Config,
+        users: privsep.PrivilegeSeparation,
+        runner: TaskRunner,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.users = users
         self.runner = runner
+        self.metrics = metrics  # bytes transferred; None: not counted
         runner.register(KIND, self.handle, resumable=True)
 
     # -- endpoints ----------------------------------------------------------------------
@@ -213,7 +219,7 @@ class Transfers:
         try:
             if spec.kind == "MOVE" and not ctx.resumed and await _renamed(spec, source, dest):
                 return {"files_transferred": 1}
-            return await run_transfer(ctx, spec, source, dest)
+            return await run_transfer(ctx, spec, source, dest, self.metrics)
         finally:
             await source.close()
             await dest.close()
