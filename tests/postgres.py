@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -37,8 +38,15 @@ def create_database(name: str) -> str:
 
 
 def drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """Drop `name`; a database still in use (a session PostgreSQL will not end for us)
+    is left for the next run's create_database, which drops it first."""
+    for _ in range(5):
+        try:
+            with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            break
+        except psycopg.Error:
+            time.sleep(1)
     _created.discard(name)
 
 
