@@ -98,6 +98,7 @@ class Server:
         port = free_port()
         config = tmp / "bench.toml"
         config.write_text(
+            '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
             'log_level = "warning"\n'
             "[rate_limits]\nenabled = false\n"  # measure the client, not the limits

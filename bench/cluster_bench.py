@@ -100,6 +100,7 @@ class Server:
         self.address = f"127.0.0.1:{self.port}"
         self.log = tmp / f"{name}.log"
         text = (
+            '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
             f'[server]\nlisten = "{self.address}"\nstate_dir = "{state_dir}"\n'
             "shutdown_grace = 1.0\n"
         )

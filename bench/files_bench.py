@@ -236,6 +236,7 @@ async def run(args: argparse.Namespace, workdir: Path, uid: int, gid: int) -> No
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
         config.write_text(
+            '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
             'log_level = "warning"\n'
         )

@@ -575,6 +575,7 @@ async def run(args: argparse.Namespace, tools: Tools, jobs: Jobs, tmp: Path) -> 
     port = free_port()
     config = tmp / "bench.toml"
     config.write_text(
+        '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\nlog_level = "warning"\n'
         "[rate_limits]\nenabled = false\n"  # 100 callers of one user: measure, not throttle
     )

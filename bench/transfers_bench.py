@@ -221,6 +221,7 @@ class Server:
     def configure(cls, name: str, directory: Path, port: int, extra: str = "") -> Server:
         config = directory / "hpcgate.toml"
         config.write_text(
+            '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{directory}/state"\n'
             f'log_level = "warning"\n[rate_limits]\nenabled = false\n{extra}'
         )

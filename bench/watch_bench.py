@@ -141,6 +141,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
         config.write_text(
+            '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
             'log_level = "warning"\n[limits]\nmax_concurrent_rpcs = 20000\n'
             "[watch]\nstream_queue_size = 100\n"

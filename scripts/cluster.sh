@@ -60,6 +60,7 @@ readonly LOCK_FILE=/run/lock/hpcgate-cluster.lock
 readonly DAEMONS=(munge mariadb slurmdbd slurmctld slurmd)
 readonly PACKAGES=(munge mariadb-server slurmctld slurmd slurmdbd slurm-client)
 readonly TEST_USERS=(alice bob)
+readonly SERVICE_USER=hpcgate
 readonly SHARED_GROUP=hpcgate-test
 
 QUIET=${HPCGATE_CLUSTER_QUIET:-0}
@@ -625,6 +626,13 @@ stop_daemon() {
 
 ensure_posix_users() {
     local u
+    # The account hpcgate's network-facing process runs as (docs/security.md): a system
+    # account with its own group, no login shell, no password.
+    if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
+        say "creating the service account $SERVICE_USER"
+        useradd --system --user-group --home-dir /var/lib/hpcgate --no-create-home \
+            --shell /usr/sbin/nologin "$SERVICE_USER"
+    fi
     getent group "$SHARED_GROUP" >/dev/null || groupadd "$SHARED_GROUP"
     for u in "${TEST_USERS[@]}"; do
         getent group "$u" >/dev/null || groupadd "$u"
@@ -699,6 +707,13 @@ ensure_slurm_accounts() {
             sacct_add modify user where name="$u" set DefaultAccount="$def"
         fi
     done
+    # The service account polls every user's jobs and creates approved reservations:
+    # a Slurm operator (root until the network-facing process became unprivileged).
+    if ! grep -qx "$SERVICE_USER|Operator" <<<"$(q sacctmgr -n -P list user format=user,adminlevel)"; then
+        say "making $SERVICE_USER a Slurm operator"
+        sacct_add add user "$SERVICE_USER" Cluster="$CLUSTER" Account=root DefaultAccount=root
+        sacct_add modify user where name="$SERVICE_USER" set AdminLevel=Operator
+    fi
     # alice coordinates alpha (she may add and remove its members); bob coordinates nothing.
     if ! q sacctmgr -n -P show account alpha withcoord format=Coordinators | grep -qw alice; then
         say "making alice a coordinator of alpha"

@@ -18,6 +18,7 @@ def replica_config(tmp_path: Path, name: str, port: int, dsn: str) -> Path:
     """A replica's configuration; all replicas share one state_dir (the signing key)."""
     config = tmp_path / f"{name}.toml"
     config.write_text(
+        '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp_path / "state"}"\n'
         f'shutdown_grace = 1.0\nreplica_id = "{name}"\n'
         f'[state]\nbackend = "postgresql"\ndsn = "{dsn}"\n'

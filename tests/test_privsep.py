@@ -36,7 +36,7 @@ from hpcgate.server.privsep import (
     WorkerUnavailable,
     lookup,
 )
-from hpcgate.server.privsep.broker import default_worker_python
+from hpcgate.server.privsep.launcher import default_worker_python
 
 SECRET = "hpcgate-test-secret"
 MANY = 200
@@ -249,8 +249,9 @@ async def test_command_cwd_is_resolved_as_the_user(
         await ps.spawn(alice, ["pwd"], cwd=bob.home)
     with pytest.raises(FileNotFoundError):
         await ps.spawn(alice, ["pwd"], cwd="/nonexistent-hpcgate-dir")
-    # In multi-user mode setpriv execs the command, so a missing one is exit 127 (as in a
-    # shell) rather than an exception in the server.
+    with pytest.raises(FileNotFoundError):
+        await ps.spawn(alice, ["hpcgate-no-such-command"])
+    # `run` reports a missing program as exit 127, as a shell would.
     missing = await ps.run(alice, ["hpcgate-no-such-command"])
     assert missing.returncode == 127 and b"hpcgate-no-such-command" in missing.stderr
 

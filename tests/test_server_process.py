@@ -52,6 +52,7 @@ async def server_process(
     config = tmp_path / "hpcgate.toml"
     port = free_port()
     config.write_text(
+        '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp_path / "state"}"\n'
         "shutdown_grace = 2.0\n[status]\nprobe_interval = 1.0\n"
     )

@@ -3,6 +3,7 @@ files in their homes; every operation runs in the caller's privsep worker."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -11,12 +12,14 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from files_helpers import field_violations, make_owned, user_dir
 
 from conftest import GatewayFactory, bearer, fast_config
+from hpcgate.server import privsep
 from hpcgate.server.app import Gateway
 from hpcgate.v1 import utilities_pb2 as u
 from hpcgate.v1 import utilities_pb2_grpc
@@ -620,6 +623,46 @@ async def test_interrupted_upload_leaves_nothing_under_the_target_name(
             await asyncio.sleep(0.05)
         call.cancel()
     for _ in range(100):  # the server notices the cancellation and removes the temp file
+        if not leftovers(alice_dir):
+            break
+        await asyncio.sleep(0.05)
+    assert leftovers(alice_dir) == []
+
+
+async def test_upload_cancelled_while_its_temp_file_is_created_leaves_nothing(
+    gateway: Gateway, alice_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client goes away while the worker creates the temporary file (its answer, with
+    the file's name, arrives after the cancellation): the file is removed all the same."""
+    md = bearer(gateway, "alice", RW)
+    begun, release = asyncio.Event(), asyncio.Event()
+    begin = privsep.UserWorker.upload_begin
+
+    async def late_answer(self: privsep.UserWorker, *args: Any, **kwargs: Any) -> Any:
+        result, fd = await begin(self, *args, **kwargs)  # the file exists from here on
+        begun.set()
+        try:
+            await asyncio.wait_for(release.wait(), 10)
+        except BaseException:
+            os.close(fd)  # a lost answer: its descriptor is closed, as the broker does
+            raise
+        return result, fd
+
+    monkeypatch.setattr(privsep.UserWorker, "upload_begin", late_answer)
+
+    async def header_then_wait() -> AsyncIterator[u.UploadRequest]:
+        yield u.UploadRequest(header=u.UploadHeader(system="local", path=f"{alice_dir}/late"))
+        await asyncio.Event().wait()
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        stub = utilities_pb2_grpc.UtilitiesServiceStub(channel)
+        call = stub.Upload(header_then_wait(), metadata=md)
+        await asyncio.wait_for(begun.wait(), 10)
+        assert [n for n in leftovers(alice_dir) if n.endswith(".part")], leftovers(alice_dir)
+        call.cancel()
+        await asyncio.sleep(0.5)  # the server's handler is cancelled before the answer comes
+        release.set()
+    for _ in range(100):
         if not leftovers(alice_dir):
             break
         await asyncio.sleep(0.05)

@@ -379,7 +379,13 @@ class Files:
         file. `preserve` keeps permission bits and modification times; `mode` sets the
         bits of a single uploaded file. `progress` counts the bytes of the whole upload.
         A dropped connection is retried: each file carries a request id, so a retry
-        never writes twice."""
+        never writes twice.
+
+        The server writes each file to a hidden temporary file beside it
+        (`.<name>.hpcgate-<random>.part`) and renames it when complete. An upload given up
+        (`progress` raises, the task is cancelled) cancels the call without waiting for
+        the server, which removes that file when it gets the cancellation: it may still
+        be seen for a moment after this raises, never under the target's name."""
         system_id = self._system(system)
         source = Path(local)
         if recursive:

@@ -141,7 +141,13 @@ class Gateway:
         self.adapters = {s.id: make_adapter(s, self.metrics) for s in config.systems}
         self.tokens = token_service(config, self.store)
         # Per-user work (files, commands, sbatch) runs through this, never as the server.
-        self.privsep = PrivilegeSeparation()
+        # In a split deployment it asks the root spawner for workers ([privsep]).
+        split = config.privsep.use_spawner
+        self.privsep = PrivilegeSeparation(
+            spawner=str(config.privsep.socket) if split else None,
+            min_uid=config.privsep.min_uid,
+            deny_users=config.privsep.deny_users,
+        )
         self.metrics.privsep_workers.set_function(lambda: self.privsep.workers_alive)
         self.authenticator = Authenticator(self.tokens, self.privsep.served_user)
         self.health = HealthServicer()

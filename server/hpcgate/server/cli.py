@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import os
 import re
+import signal
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -50,6 +53,11 @@ def _fmt(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M %Z") if value else "open-ended"
 
 
+# Commands that read and write the state directory (run as root, they act as the
+# service account when it owns that directory).
+ADMIN_COMMANDS = frozenset({"outages", "notes", "clients", "token", "keys", "reservations"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpcgate-server",
@@ -66,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve the API (the default command)")
     serve.add_argument("--listen", help="HOST:PORT, overrides server.listen")
+    serve.add_argument(
+        "--spawner",
+        action="store_true",
+        help="get per-user workers from the root spawner (sets privsep.use_spawner; how "
+        "root's `serve` starts the unprivileged gateway)",
+    )
+    sub.add_parser(
+        "spawner",
+        help="run only the root spawner of per-user workers (a second systemd unit beside "
+        "a gateway started as the service account with `serve --spawner`)",
+    )
 
     cfg = sub.add_parser("config", help="show or check the configuration")
     cfg_sub = cfg.add_subparsers(dest="action", required=True)
@@ -341,15 +360,58 @@ def _reservations(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(config: Config) -> int:
-    from hpcgate.server.app import Gateway  # the server's heavy imports only when serving
-
+def _serve(config: Config, args: argparse.Namespace) -> int:
     log_setup.setup(config.server.log_level)
+    if os.geteuid() == 0 and config.privsep.service_user and not config.privsep.use_spawner:
+        # Root: the gRPC server runs as the service account; only the spawner stays root.
+        from hpcgate.server.supervisor import supervise
+
+        argv = ["--config", str(args.config)] if args.config else []
+        argv += ["serve", *(["--listen", args.listen] if getattr(args, "listen", None) else [])]
+        return asyncio.run(supervise(config, argv))
+    if os.geteuid() == 0:
+        logging.getLogger(__name__).warning(
+            'privsep.service_user = "": the network-facing process runs as root'
+        )
+    from hpcgate.server.app import Gateway  # the server's heavy imports only when serving
 
     async def main() -> None:
         gateway = Gateway(config)
         await gateway.start()
         await gateway.serve_until_signal()
+
+    asyncio.run(main())
+    return 0
+
+
+def _spawner(config: Config) -> int:
+    """Only the spawner, until SIGTERM/SIGINT (root; for a two-unit deployment)."""
+    from hpcgate.server.privsep import Policy, Spawner
+    from hpcgate.server.privsep.launcher import WorkerLauncher
+    from hpcgate.server.supervisor import service_account
+
+    log_setup.setup(config.server.log_level)
+    if os.geteuid() != 0:
+        raise ConfigError("the spawner must be started by root")
+    account = service_account(config.privsep.service_user)
+
+    async def main() -> None:
+        spawner = Spawner(
+            config.privsep.socket,
+            client_uid=account.uid,
+            client_gid=account.gid,
+            policy=Policy(config.privsep.min_uid, frozenset(config.privsep.deny_users)),
+            launcher=WorkerLauncher(),
+        )
+        await spawner.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await spawner.close()
 
     asyncio.run(main())
     return 0
@@ -363,14 +425,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_module.load(args.config)
         if getattr(args, "listen", None):
-            from dataclasses import replace
-
             config = replace(config, server=replace(config.server, listen=args.listen))
             if ":" not in args.listen:
                 raise ConfigError(f"--listen {args.listen!r} must be HOST:PORT")
     except ConfigError as e:
         print(f"hpcgate-server: configuration error: {e}", file=sys.stderr)
         return 2
+    if getattr(args, "spawner", False):
+        config = replace(config, privsep=replace(config.privsep, use_spawner=True))
+    if args.command in ADMIN_COMMANDS:
+        from hpcgate.server.supervisor import drop_to_service_account
+
+        drop_to_service_account(config)  # files it creates stay the service account's
     if args.command == "outages":
         return _outages(config, args)
     if args.command == "notes":
@@ -393,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"system {s.id}: adapter={s.slurm.adapter} filesystems: {fs}")
         return 0
     try:
-        return _serve(config)
+        if args.command == "spawner":
+            return _spawner(config)
+        return _serve(config, args)
     except ConfigError as e:
         print(f"hpcgate-server: configuration error: {e}", file=sys.stderr)
         return 2

@@ -257,6 +257,23 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class PrivsepConfig:
+    """`[privsep]`: who the network-facing process runs as, and whom it may act for."""
+
+    # Started by root, `serve` runs the gRPC server as this account and keeps only the
+    # spawner as root; "" serves as root in one process (not recommended).
+    service_user: str = "hpcgate"
+    # The root spawner's Unix socket (its directory: root-owned, created if missing).
+    socket: Path = Path("/run/hpcgate/spawner.sock")
+    # A server started unprivileged gets its workers from the spawner (multi-user mode)
+    # instead of serving only its own account (`serve --spawner` sets it too).
+    use_spawner: bool = False
+    # Per-user work never runs as root or a member of group 0; nor as these.
+    min_uid: int = 1000
+    deny_users: tuple[str, ...] = ("slurm",)
+
+
+@dataclass(frozen=True)
 class ClientPolicy:
     """Site bounds on registered clients (NERSC-style security levels)."""
 
@@ -411,6 +428,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    privsep: PrivsepConfig = field(default_factory=PrivsepConfig)
     systems: tuple[SystemConfig, ...] = ()
     peers: tuple[PeerConfig, ...] = ()
     source: Path | None = None
@@ -840,6 +858,26 @@ def _rate_limits(section: _Section | None) -> RateLimitsConfig:
     return limits
 
 
+def _privsep(section: _Section | None) -> PrivsepConfig:
+    if section is None:
+        return PrivsepConfig()
+    d = PrivsepConfig()
+    deny = section._get("deny_users", (list,), "a list of account names")
+    if deny is not None and not all(isinstance(u, str) and u for u in deny):
+        raise ConfigError(f"{section.key('deny_users')}: expected a list of account names")
+    privsep = PrivsepConfig(
+        service_user=section.text("service_user", d.service_user),
+        socket=section.path("socket", d.socket) or d.socket,
+        use_spawner=section.flag("use_spawner", d.use_spawner),
+        min_uid=section.integer("min_uid", d.min_uid),
+        deny_users=d.deny_users if deny is None else tuple(deny),
+    )
+    section.finish()
+    if not privsep.socket.is_absolute():
+        raise ConfigError(f"{section.key('socket')}: must be an absolute path")
+    return privsep
+
+
 def _metrics(section: _Section | None) -> MetricsConfig:
     """`[metrics]`: checked like server.listen, so a typo fails at start-up, not later."""
     if section is None:
@@ -1000,6 +1038,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         s.finish()
     rate_limits = _rate_limits(root.table("rate_limits"))
     metrics = _metrics(root.table("metrics"))
+    privsep = _privsep(root.table("privsep"))
     systems = tuple(_system(s) for s in root.tables("systems")) or default_systems()
     if len({s.id for s in systems}) != len(systems):
         raise ConfigError("systems: ids must be unique")
@@ -1023,6 +1062,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         storage=storage,
         rate_limits=rate_limits,
         metrics=metrics,
+        privsep=privsep,
         systems=systems,
         peers=peers,
         source=source,

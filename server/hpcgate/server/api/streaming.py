@@ -36,9 +36,12 @@ async def unless_draining(step: Awaitable[T], draining: asyncio.Event, message: 
     and the stream ends UNAVAILABLE with `message` (which says how to reconnect)."""
     getter = asyncio.ensure_future(step)
     drain = asyncio.ensure_future(draining.wait())
-    done, _ = await asyncio.wait({getter, drain}, return_when=asyncio.FIRST_COMPLETED)
-    drain.cancel()
+    try:
+        done, _ = await asyncio.wait({getter, drain}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when the stream itself is cancelled: neither task may outlive it
+        drain.cancel()
+        if not getter.done():
+            getter.cancel()
     if getter not in done:
-        getter.cancel()
         raise ApiError(grpc.StatusCode.UNAVAILABLE, message)
     return getter.result()

@@ -8,11 +8,13 @@ DomainErrors with canonical codes (files/errors.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from hpcgate.server import privsep
 from hpcgate.server.config import FilesConfig, SystemConfig
@@ -151,11 +153,36 @@ class FileAccess:
             return await worker.open_file(path, roots=self.roots)
 
     async def upload_begin(self, path: str, *, overwrite: bool, mode: int | None) -> Upload:
+        """A new temporary file beside `path`, or nothing at all: a caller cancelled while
+        the worker creates the file (a client that gave up early) does not leave it behind.
+
+        Once the request is sent the worker creates the file whatever happens here, and the
+        name only comes back in its answer. So the request runs in a task of its own that a
+        cancellation does not stop; a cancelled caller waits for that answer, closes the
+        descriptor and removes the file, and only then is cancelled (when the RPC handler
+        has ended, nothing is left)."""
+        begin = asyncio.ensure_future(self._upload_begin(path, overwrite=overwrite, mode=mode))
+        try:
+            return await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            await run_to_the_end(self._discard(begin))
+            raise
+
+    async def _upload_begin(self, path: str, *, overwrite: bool, mode: int | None) -> Upload:
         async with self._worker(f"uploading {path}") as worker:
             begun, fd = await worker.upload_begin(
                 path, overwrite=overwrite, mode=mode, roots=self.roots
             )
         return Upload(path, begun["temp"], begun["mode"], fd)
+
+    async def _discard(self, begin: asyncio.Future[Upload]) -> None:
+        """Removes the temporary file of an upload_begin whose caller is gone."""
+        try:
+            upload = await begin
+        except Exception:  # refused or failed: the worker answered that it made no file
+            return
+        _close(upload.fd)
+        await self.upload_abort(upload)
 
     async def upload_commit(
         self, upload: Upload, *, overwrite: bool, mtime_ns: int | None = None
@@ -175,6 +202,29 @@ class FileAccess:
 
 # rename(2)'s EINVAL means "a directory into itself"; EISDIR/ENOTDIR a type clash.
 _MOVE_CODES = {errno.EINVAL: Code.FAILED_PRECONDITION}
+
+
+# Cleanups under way (a reference, so that none is collected midway).
+_CLEANUPS: set[asyncio.Task[None]] = set()
+
+
+async def run_to_the_end(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Runs `cleanup` to its end and returns only then, even if the caller is cancelled
+    meanwhile (once or again): a cancellation is raised after the cleanup is done, so a
+    handler that has ended has left nothing behind."""
+    task = asyncio.ensure_future(cleanup)
+    _CLEANUPS.add(task)
+    task.add_done_callback(_CLEANUPS.discard)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as e:
+            if task.cancelled():  # the cleanup itself was cancelled (the loop is closing)
+                raise
+            cancelled = e
+    if cancelled is not None:
+        raise cancelled
 
 
 def _close(fd: int) -> None:

@@ -1,9 +1,9 @@
 """RunCommand: a short command run as the caller, its output streamed as it is produced.
 
-The command is started by `PrivilegeSeparation.spawn` (the caller's uid, gid and groups; a
-new session, so its own process group; a clean environment; the working directory opened
-by the caller's worker). No shell is involved unless the request asks for one with
-`command` + `use_shell`, which runs `/bin/sh -c command`.
+The command is started by `PrivilegeSeparation.spawn`: the caller's worker, which runs
+with the caller's uid, gid and groups, starts it in a new session (its own process group)
+with a clean environment and hands its pipes to the server. No shell is involved unless
+the request asks for one with `command` + `use_shell`, which runs `/bin/sh -c command`.
 
 Decisions (see also the RunCommand comment in utilities.proto):
 
@@ -12,19 +12,19 @@ Decisions (see also the RunCommand comment in utilities.proto):
 - Environment keys must be shell-style names. `USER` and `LOGNAME` are refused (they name
   the caller's identity, which a request cannot change), and so are the variables the
   dynamic loader and glibc act on (`LD_*`, `GCONV_PATH`, `GLIBC_TUNABLES`, ...: glibc's own
-  list for setuid programs, minus `TMPDIR`). That one is not cosmetic: in multi-user mode
-  the environment is also that of `setpriv`, which runs as root until it becomes the
-  caller, and the loader honours `LD_PRELOAD` for it.
-- A missing or non-executable program would only show as setpriv's exit status 127/126,
-  so before spawning, `argv[0]` is resolved the way execvp(3) will resolve it: every
+  list for setuid programs, minus `TMPDIR`), as they were when a root half of the
+  privilege drop ran with the command's environment: requests behave the same on every
+  deployment.
+- A missing or non-executable program would only show as exec's error, so before
+  spawning, `argv[0]` is resolved the way execvp(3) will resolve it: every
   candidate (each PATH entry of the command's environment, or the path itself when it has
   a `/`, relative to the working directory) is stat-ed by the caller's worker, i.e. by
   the kernel as the caller. NOT_FOUND when no candidate exists, PERMISSION_DENIED when
   one exists but is not a regular file with an execute bit for the caller. The bits are
   read generously (the group bits count for non-members: with an ACL they are its mask),
   so an ACL never makes us refuse what the kernel would allow; what this check cannot see
-  (a noexec mount, a missing script interpreter, a race) still ends as exit status 126 or
-  127 with setpriv's message on stderr, as in a shell.
+  (a noexec mount, a race) still ends as the status of exec's error (NOT_FOUND,
+  PERMISSION_DENIED); a missing script interpreter is exit status 127.
 - Output: both pipes are read concurrently in chunks of up to 64 KiB, each chunk is one
   message, in arrival order. The generator is the only consumer and the queue holds two
   chunks, so a slow client stalls the pipes (and the command), never the server's memory.
@@ -176,7 +176,7 @@ class _Execution:
         self.budget = spec.max_output
         self.truncated = False
         self.timed_out = False
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: privsep.SpawnedCommand | None = None
         self.started = 0.0
         self.tasks: list[asyncio.Task[None]] = []
         self.watchdog: asyncio.Task[None] | None = None
@@ -185,42 +185,23 @@ class _Execution:
 
     async def start(self, env: Mapping[str, str]) -> None:
         """Spawns the command with pipes for its output (and input); starts the tasks."""
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        in_r, in_w = os.pipe() if self.spec.stdin else (None, None)
-        child_ends = [fd for fd in (out_w, err_w, in_r) if fd is not None]
-        ours = [fd for fd in (out_r, err_r, in_w) if fd is not None]
-        try:
-            if self.users.mode == "multi-user":
-                # Root-owned pipes could not be reopened by the command by name
-                # (`echo x > /dev/stderr`, `sbatch /dev/stdin`); the caller owns them.
-                for fd in child_ends:
-                    os.fchown(fd, self.identity.uid, self.identity.gid)
-            self.proc = await self.users.spawn(
-                self.identity,
-                self.spec.argv,
-                cwd=self.spec.cwd,
-                env=env,
-                stdin=in_r if in_r is not None else asyncio.subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-            )
-        except BaseException:
-            for fd in ours:
-                os.close(fd)
-            raise
-        finally:
-            for fd in child_ends:
-                os.close(fd)
+        self.proc = proc = await self.users.spawn(
+            self.identity,
+            self.spec.argv,
+            cwd=self.spec.cwd,
+            env=env,
+            stdin=bool(self.spec.stdin),
+        )
         self.started = time.monotonic()
-        for fd in ours:
-            os.set_blocking(fd, False)
+        for fd in (proc.stdout, proc.stderr, proc.stdin):
+            if fd is not None:
+                os.set_blocking(fd, False)
         self.tasks = [
-            asyncio.create_task(self._pump(out_r, "stdout")),
-            asyncio.create_task(self._pump(err_r, "stderr")),
+            asyncio.create_task(self._pump(proc.stdout, "stdout")),
+            asyncio.create_task(self._pump(proc.stderr, "stderr")),
         ]
-        if in_w is not None:
-            self.tasks.append(asyncio.create_task(_feed(in_w, self.spec.stdin)))
+        if proc.stdin is not None:
+            self.tasks.append(asyncio.create_task(_feed(proc.stdin, self.spec.stdin)))
         self.watchdog = asyncio.create_task(self._watch())
 
     async def _pump(self, fd: int, kind: str) -> None:
@@ -255,15 +236,9 @@ class _Execution:
         except ProcessLookupError:
             return False
         except (privsep.PrivsepError, OSError) as exc:
-            # Without the caller's worker (e.g. privsep closed at shutdown), root signals
-            # the group, but only while the leader is unreaped: until then no other process
-            # can hold its pid, so that group id is this command's. (Not proc.send_signal:
-            # Popen polls first, which would race asyncio's child watcher.)
+            # Only the caller's worker may signal the caller's processes; without it (e.g.
+            # privsep closed at shutdown) the group is out of reach.
             log.warning("signalling a command's process group as the user failed: %s", exc)
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signum)
-                return True
             return False
 
     async def _watch(self) -> None:
@@ -296,7 +271,13 @@ class _Execution:
     async def finish(self) -> CommandResult:
         """Waits for the leader, kills leftovers in its group, and describes the end."""
         assert self.proc is not None and self.watchdog is not None
-        code = await self.proc.wait()
+        try:
+            code = await self.proc.wait()
+        except privsep.PrivsepError as exc:
+            raise DomainError(
+                Code.UNAVAILABLE,
+                f"the command's exit status was lost ({exc}); it may still be running",
+            ) from exc
         duration = time.monotonic() - self.started
         self.watchdog.cancel()
         await asyncio.wait([self.watchdog])  # unlike `await`, keeps our own cancellation
@@ -330,7 +311,7 @@ class _Execution:
             await self._signal(signal.SIGKILL)  # all of the group at once
             try:
                 await asyncio.wait_for(proc.wait(), REAP_TIMEOUT)
-            except TimeoutError:
+            except (TimeoutError, privsep.PrivsepError):
                 log.error(
                     "a killed command was not reaped",
                     extra={"fields": {"user": self.identity.name, "pid": proc.pid}},

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from hpcgate.server.errors import Code, DomainError, invalid_argument
-from hpcgate.server.files.access import FileAccess, Upload
+from hpcgate.server.files.access import FileAccess, Upload, run_to_the_end
 from hpcgate.server.files.descriptors import Descriptor, write_all
 from hpcgate.server.files.errors import file_error
 from hpcgate.server.state.store import StateStore
@@ -68,8 +68,9 @@ async def receive(
     finally:
         fd.close()
         if not committed:
-            # Shielded: a client that went away cancels this task, the cleanup must still run.
-            await asyncio.shield(asyncio.ensure_future(files.upload_abort(upload)))
+            # A client that went away cancels this task: the cleanup still runs to its end
+            # before the handler does (however often it is cancelled meanwhile).
+            await run_to_the_end(files.upload_abort(upload))
 
 
 async def _fill(

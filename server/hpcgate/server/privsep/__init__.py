@@ -10,8 +10,8 @@ from hpcgate.server.privsep.broker import (
     FileStat,
     Mode,
     PrivilegeSeparation,
+    SpawnedCommand,
     UserWorker,
-    WorkerCredentials,
     is_loader_variable,
 )
 from hpcgate.server.privsep.errors import (
@@ -24,6 +24,9 @@ from hpcgate.server.privsep.errors import (
     WorkerUnavailable,
 )
 from hpcgate.server.privsep.identity import UserIdentity, lookup
+from hpcgate.server.privsep.launcher import WorkerCredentials
+from hpcgate.server.privsep.policy import Policy
+from hpcgate.server.privsep.spawner import Spawner
 
 __all__ = [
     "CommandOutput",
@@ -32,8 +35,11 @@ __all__ = [
     "FileStat",
     "ForbiddenUser",
     "Mode",
+    "Policy",
     "PrivilegeSeparation",
     "PrivsepError",
+    "SpawnedCommand",
+    "Spawner",
     "UnknownUser",
     "UserIdentity",
     "UserWorker",

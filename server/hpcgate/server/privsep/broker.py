@@ -1,13 +1,9 @@
 """The server's side of privilege separation: per-user workers and commands run as the user.
 
-Run as root (multi-user mode), the server's only use of root here is to start children
-that become the user: each child execs util-linux `setpriv --reuid --regid --groups`,
-which sets groups, gid and uid before it execs the real program, so nothing the user
-controls ever runs with root's credentials. (Not subprocess's user=/group= arguments:
-those force a real fork() of this multi-threaded gRPC process, whose fork handlers crash
-the child; without them Python starts children with vfork, which runs no handlers.)
-Run as anyone else (single-user mode), the server acts only as itself and refuses every
-other identity.
+Multi-user mode: the server gets each user's worker from the root spawner (`spawner.py`,
+over a Unix socket; the gateway itself is unprivileged) or, when it runs as root itself,
+starts it directly (`launcher.py`). Single-user mode (not root, no spawner): the server
+acts only as itself and refuses every other identity.
 
 A `UserWorker` is one long-lived worker process per identity (see `worker.py` for the
 protocol). Requests are multiplexed by id over one Unix socket; descriptors the worker
@@ -15,10 +11,8 @@ opened come back with SCM_RIGHTS, so the server moves bytes at full speed on a d
 whose permission check the kernel made for the user. A dead worker is restarted on the next
 call; an idle one is stopped after `idle_timeout`.
 
-Commands (`spawn`, `run`) drop privileges the same way. Their working directory is opened
-by the user's worker and entered through /proc/<server pid>/fd/N, because Python's
-subprocess changes directory *before* dropping privileges: the root-side child must never
-resolve a path the user chose.
+Commands (`spawn`, `run`) are started by the user's worker, which already is the user:
+no privilege drop to exec, and no root process ever resolves the working directory.
 """
 
 from __future__ import annotations
@@ -30,18 +24,16 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
-import shutil
 import signal
 import socket
 import stat
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import Any, Literal, cast
 
 from hpcgate.server.privsep import worker as worker_program
 from hpcgate.server.privsep.errors import (
@@ -54,7 +46,18 @@ from hpcgate.server.privsep.errors import (
     os_error,
 )
 from hpcgate.server.privsep.identity import UserIdentity, lookup, lookup_uid_blocking
+from hpcgate.server.privsep.launcher import (
+    DEFAULT_PATH,
+    Launched,
+    Launcher,
+    WorkerCredentials,
+    WorkerLauncher,
+    credentials,
+    user_env,
+)
+from hpcgate.server.privsep.policy import Policy
 from hpcgate.server.privsep.replies import Copied, Described, ListPage, UploadBegun, WalkPage
+from hpcgate.server.privsep.spawner import SpawnerClient
 from hpcgate.server.privsep.worker import HEADER, MAX_FDS, MAX_FRAME
 
 log = logging.getLogger(__name__)
@@ -62,24 +65,6 @@ log = logging.getLogger(__name__)
 Mode = Literal["multi-user", "single-user"]
 Reply = tuple[dict[str, Any], list[int]]
 Roots = list[str] | None  # allowed roots the worker checks resolved paths against
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-# Interpreters tried for the worker when the server's own is not runnable by every user
-# (e.g. a virtualenv under a 0700 home); any Python >= 3.10 runs worker.py.
-FALLBACK_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
-
-
-@dataclass(frozen=True)
-class WorkerCredentials:
-    """What the worker process actually runs as (getresuid/getresgid/getgroups)."""
-
-    uid: int
-    euid: int
-    suid: int
-    gid: int
-    egid: int
-    sgid: int
-    groups: tuple[int, ...]
-    pid: int
 
 
 @dataclass(frozen=True)
@@ -120,8 +105,9 @@ class CommandOutput:
 IDENTITY_CACHE_SIZE = 4096  # accounts whose lookup `identity` remembers
 
 # Variables the dynamic loader and glibc act on (glibc's UNSECURE_ENVVARS without TMPDIR,
-# plus every LD_*). The privilege drop (setpriv) runs as root with the command's
-# environment, so these must never come from a request: `spawn` refuses them.
+# plus every LD_*). They never come from a request: `spawn` and `run` refuse them, as
+# they did when a root half of the privilege drop ran with the command's environment, so
+# the same request behaves the same in every deployment.
 LOADER_VARIABLES = frozenset(
     {
         "GCONV_PATH",
@@ -150,33 +136,6 @@ def _close_all(fds: Collection[int]) -> None:
             os.close(fd)
 
 
-def _runnable_by_everyone(path: str) -> bool:
-    """Whether `path` and every directory leading to it (as given and resolved) are o+x."""
-    real = os.path.realpath(path)
-    try:
-        if not os.stat(real).st_mode & stat.S_IXOTH:
-            return False
-        for start in {os.path.dirname(os.path.abspath(path)), os.path.dirname(real)}:
-            directory = start
-            while True:
-                if not os.stat(directory).st_mode & stat.S_IXOTH:
-                    return False
-                if directory == "/":
-                    break
-                directory = os.path.dirname(directory)
-    except OSError:
-        return False
-    return True
-
-
-def default_worker_python() -> str:
-    """The server's interpreter if every user can run it, else a system python3."""
-    for candidate in (sys.executable, *FALLBACK_PYTHONS):
-        if candidate and _runnable_by_everyone(candidate):
-            return candidate
-    return sys.executable
-
-
 class _Connection:
     """One running worker process and its socket; requests multiplexed by id.
 
@@ -186,40 +145,27 @@ class _Connection:
     read, so the n descriptors a complete reply announces are the first n queued.
     """
 
-    def __init__(self, proc: asyncio.subprocess.Process, sock: socket.socket, user: str) -> None:
-        self.proc = proc
-        self.sock = sock
+    def __init__(self, launched: Launched, user: str) -> None:
+        self.pid = launched.pid
+        self.sock = sock = launched.sock
+        self.ended = launched.ended
         self.user = user
         self.loop = asyncio.get_running_loop()
         self.fileno = sock.fileno()
-        self.greeting: asyncio.Future[Reply] = self.loop.create_future()
-        self.pending: dict[int, asyncio.Future[Reply]] = {0: self.greeting}
+        self.pending: dict[int, asyncio.Future[Reply]] = {}
         self.fds: collections.deque[int] = collections.deque()
         self.inbox = bytearray()
         self.outbox = bytearray()
         self.next_id = 1
         self.closed_reason: str | None = None
-        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
         self.loop.add_reader(self.fileno, self._on_readable)
-        self.stderr_task = asyncio.create_task(self._drain_stderr())
 
     @property
     def alive(self) -> bool:
         return self.closed_reason is None
 
-    def diagnosis(self) -> str:
-        detail = " | ".join(self.stderr_tail)
-        return f"{self.closed_reason}; stderr: {detail}" if detail else str(self.closed_reason)
-
-    async def hello(self, within: float) -> dict[str, Any]:
-        message, fds = await asyncio.wait_for(self.greeting, within)
-        _close_all(fds)
-        result = message.get("result")
-        if not isinstance(result, dict):
-            raise WorkerUnavailable("the worker's greeting has no credentials")
-        return result
-
-    async def request(self, op: str, args: Mapping[str, Any], within: float) -> Reply:
+    async def request(self, op: str, args: Mapping[str, Any], within: float | None) -> Reply:
+        """One request and its reply; `within` None waits as long as it takes."""
         if self.closed_reason is not None:
             raise WorkerUnavailable(self.closed_reason)
         rid, self.next_id = self.next_id, self.next_id + 1
@@ -227,6 +173,8 @@ class _Connection:
         self.pending[rid] = future
         try:
             self._write(worker_program.encode({"id": rid, "op": op, "args": dict(args)}))
+            if within is None:
+                return await asyncio.shield(future)
             return await asyncio.wait_for(asyncio.shield(future), within)
         except BaseException:
             self.pending.pop(rid, None)
@@ -330,30 +278,10 @@ class _Connection:
         self.pending.clear()
 
     async def close(self, grace: float = 2.0) -> None:
-        """Closes the socket (the worker exits on EOF), kills it after `grace` seconds."""
+        """Closes the socket (the worker exits on EOF); its end is awaited for `grace`
+        seconds (then, if this process started it, it is killed)."""
         self.fail(f"the worker for {self.user} was stopped")
-        try:
-            await asyncio.wait_for(self.proc.wait(), grace)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            await self.proc.wait()
-        with contextlib.suppress(TimeoutError):  # wait_for cancels the drain
-            await asyncio.wait_for(self.stderr_task, 1.0)
-
-    async def _drain_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        try:
-            async for line in self.proc.stderr:
-                text = line.decode(errors="replace").rstrip()[:2000]
-                self.stderr_tail.append(text)
-                log.warning(
-                    "privsep worker: %s",
-                    text,
-                    extra={"fields": {"user": self.user, "pid": self.proc.pid}},
-                )
-        except (ValueError, OSError):
-            pass
+        await self.ended(grace)
 
 
 class UserWorker:
@@ -372,7 +300,7 @@ class UserWorker:
     def pid(self) -> int | None:
         """The worker process's pid while it runs, else None."""
         conn = self._conn
-        return conn.proc.pid if conn is not None and conn.alive else None
+        return conn.pid if conn is not None and conn.alive else None
 
     def idle_for(self, now: float) -> float:
         if self._conn is None or self._in_flight:
@@ -407,7 +335,7 @@ class UserWorker:
             if only_if_idle_for is not None:
                 log.info(
                     "privsep worker stopped (idle)",
-                    extra={"fields": {"user": self.identity.name, "pid": conn.proc.pid}},
+                    extra={"fields": {"user": self.identity.name, "pid": conn.pid}},
                 )
 
     async def call(
@@ -426,12 +354,13 @@ class UserWorker:
         """
         attempts = 2 if idempotent else 1
         timeout = deadline or self._owner.request_timeout
+        within = None if math.isinf(timeout) else timeout
         for attempt in range(attempts):
             conn = await self._connection()
             self._in_flight += 1
             self.last_used = time.monotonic()
             try:
-                message, fds = await conn.request(op, args or {}, timeout)
+                message, fds = await conn.request(op, args or {}, within)
             except WorkerUnavailable:
                 if attempt + 1 < attempts:
                     continue
@@ -459,7 +388,7 @@ class UserWorker:
 
     async def whoami(self) -> WorkerCredentials:
         result, _ = await self.call("whoami")
-        return _credentials(result)
+        return credentials(result)
 
     async def ping(self, delay: float = 0.0) -> None:
         await self.call("ping", {"delay": delay})
@@ -688,25 +617,41 @@ def _single(fds: list[int]) -> int:
     return fds[0]
 
 
-def _credentials(result: Mapping[str, Any]) -> WorkerCredentials:
-    return WorkerCredentials(
-        uid=int(result["uid"]),
-        euid=int(result["euid"]),
-        suid=int(result["suid"]),
-        gid=int(result["gid"]),
-        egid=int(result["egid"]),
-        sgid=int(result["sgid"]),
-        groups=tuple(int(g) for g in result["groups"]),
-        pid=int(result["pid"]),
-    )
+class SpawnedCommand:
+    """A long-running command started by its user's worker (`PrivilegeSeparation.spawn`).
+
+    `pid` is also its process group. `stdout`, `stderr` and, if asked for, `stdin` are the
+    server's ends of its pipes (the caller closes them). The worker reports the exit:
+    `returncode` is None until then (negative: killed by that signal)."""
+
+    def __init__(self, worker: UserWorker, pid: int, fds: list[int], stdin: bool) -> None:
+        self.pid = pid
+        self.stdout, self.stderr = fds[0], fds[1]
+        self.stdin: int | None = fds[2] if stdin else None
+        self.returncode: int | None = None
+        self._exit = asyncio.create_task(self._await_exit(worker))
+        self._exit.add_done_callback(lambda task: task.cancelled() or task.exception())
+
+    async def _await_exit(self, worker: UserWorker) -> int:
+        result, _ = await worker.call("wait", {"pid": self.pid}, idempotent=False,
+                                      deadline=math.inf)  # fmt: skip
+        self.returncode = int(result["returncode"])
+        return self.returncode
+
+    async def wait(self) -> int:
+        """The exit status; WorkerUnavailable if the worker died first (the command may
+        still run: nothing can tell any more)."""
+        return await asyncio.shield(self._exit)
 
 
 class PrivilegeSeparation:
-    """Per-user workers and commands; the mode is fixed by the server's euid at start."""
+    """Per-user workers and commands. Multi-user mode when the server is root or has a
+    spawner (`spawner`: its socket); otherwise single-user mode."""
 
     def __init__(
         self,
         *,
+        spawner: str | None = None,
         idle_timeout: float = 300.0,
         request_timeout: float = 60.0,
         start_timeout: float = 10.0,
@@ -718,17 +663,23 @@ class PrivilegeSeparation:
         deny_users: Collection[str] = ("slurm",),
         identity_ttl: float = 30.0,
     ) -> None:
-        self.mode: Mode = "multi-user" if os.geteuid() == 0 else "single-user"
+        multi_user = spawner is not None or os.geteuid() == 0
+        self.mode: Mode = "multi-user" if multi_user else "single-user"
+        self.spawner = spawner
         self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout
-        self.start_timeout = start_timeout
-        self.worker_python = worker_python or default_worker_python()
-        self.worker_threads = worker_threads
         self.path = path
         self.umask = umask
-        self.min_uid = min_uid
-        self.deny_users = frozenset(deny_users)
+        self.policy = Policy(min_uid, frozenset(deny_users))
         self.identity_ttl = identity_ttl
+        self._launcher: Launcher
+        if spawner is not None:
+            self._launcher = SpawnerClient(spawner, start_timeout)
+        else:
+            self._launcher = WorkerLauncher(
+                worker_python=worker_python, worker_threads=worker_threads, path=path,
+                umask=umask, start_timeout=start_timeout,
+            )  # fmt: skip
         self._identities: dict[str, tuple[float, UserIdentity]] = {}
         self._served: UserIdentity | None = None
         self._served_error = ""
@@ -737,8 +688,6 @@ class PrivilegeSeparation:
                 self._served = lookup_uid_blocking(os.geteuid())
             except PrivsepError as exc:
                 self._served_error = str(exc)
-        # Sent to the interpreter on stdin: the user needs no access to the installation.
-        self._source = Path(worker_program.__file__).read_bytes()
         self._workers: dict[UserIdentity, UserWorker] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
@@ -763,14 +712,7 @@ class PrivilegeSeparation:
             if identity.uid != served.uid:
                 raise ForbiddenUser(f"{identity.name!r} is not uid {served.uid}")
             return
-        if identity.name in self.deny_users:
-            raise ForbiddenUser(f"per-user work as {identity.name!r} is denied by configuration")
-        if identity.uid < self.min_uid:
-            raise ForbiddenUser(
-                f"{identity.name!r} is a system account (uid {identity.uid} < {self.min_uid})"
-            )
-        if identity.gid == 0 or 0 in identity.groups:
-            raise ForbiddenUser(f"{identity.name!r} is a member of group 0 (root)")
+        self.policy.check(identity)
 
     def _single_user_served(self, name: str) -> UserIdentity:
         served = self._served
@@ -816,106 +758,14 @@ class PrivilegeSeparation:
 
     def user_env(self, identity: UserIdentity) -> dict[str, str]:
         """The clean environment per-user processes start from; nothing is inherited."""
-        return {
-            "PATH": self.path,
-            "HOME": identity.home,
-            "USER": identity.name,
-            "LOGNAME": identity.name,
-            "LANG": "C.UTF-8",
-        }
-
-    def _drop(self, identity: UserIdentity) -> list[str]:
-        """The argv prefix that becomes the user before exec (multi-user mode only)."""
-        if self.mode == "single-user":
-            return []
-        setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
-        if setpriv is None:
-            raise WorkerUnavailable("setpriv (util-linux) is needed to run work as users")
-        groups = ",".join(str(g) for g in identity.groups) or str(identity.gid)
-        return [setpriv, f"--reuid={identity.uid}", f"--regid={identity.gid}",
-                f"--groups={groups}", "--"]  # fmt: skip
+        return user_env(identity, self.path)
 
     async def _start(self, identity: UserIdentity) -> _Connection:
         if self._closed:
             raise WorkerUnavailable("privilege separation is closed")
         self.authorize(identity)
-        started = time.monotonic()
-        drop = self._drop(identity)
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    *drop,
-                    self.worker_python,
-                    "-I",
-                    "-S",
-                    "-",
-                    str(child.fileno()),
-                    str(self.worker_threads),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.PIPE,
-                    pass_fds=(child.fileno(),),
-                    cwd="/",
-                    env=self.user_env(identity),
-                    start_new_session=True,
-                    umask=self.umask,
-                )
-            finally:
-                child.close()
-        except OSError as exc:
-            parent.close()
-            raise WorkerUnavailable(
-                f"cannot start a worker for {identity.name} with {self.worker_python}: "
-                f"{exc.strerror or exc} (set worker_python to an interpreter every user "
-                "can run)"
-            ) from exc
-        parent.setblocking(False)
-        conn = _Connection(proc, parent, identity.name)
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(self._source)
-            with contextlib.suppress(ConnectionError):
-                await proc.stdin.drain()
-            proc.stdin.close()
-            hello = await conn.hello(self.start_timeout)
-            self._check_credentials(identity, _credentials(hello))
-        except BaseException as exc:
-            conn.fail(str(exc) or type(exc).__name__)
-            # A grace period rather than kill(): Popen.kill() polls first, and reaping an
-            # already exited worker there would race asyncio's child watcher.
-            await conn.close(grace=1.0)
-            if isinstance(exc, PrivsepError | TimeoutError | KeyError | ValueError):
-                raise WorkerUnavailable(
-                    f"the worker for {identity.name} did not start: {conn.diagnosis()}"
-                ) from exc
-            raise
-        log.info(
-            "privsep worker started",
-            extra={
-                "fields": {
-                    "user": identity.name,
-                    "pid": proc.pid,
-                    "seconds": round(time.monotonic() - started, 4),
-                }
-            },
-        )
-        return conn
-
-    def _check_credentials(self, identity: UserIdentity, creds: WorkerCredentials) -> None:
-        """Defence in depth: the worker must run exactly as the identity (multi-user) or as
-        the server's own user (single-user), and never as root."""
-        uids = {creds.uid, creds.euid, creds.suid}
-        if self.mode == "single-user":
-            ok = uids == {os.geteuid()}
-        else:
-            ok = (
-                uids == {identity.uid}
-                and {creds.gid, creds.egid, creds.sgid} == {identity.gid}
-                and set(creds.groups) == set(identity.groups)
-            )
-        if not ok or 0 in uids:
-            raise WorkerUnavailable(f"the worker runs with unexpected credentials: {creds}")
+        launched = await self._launcher.launch(identity)
+        return _Connection(launched, identity.name)
 
     async def spawn(
         self,
@@ -924,47 +774,34 @@ class PrivilegeSeparation:
         *,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
-        stdin: int | IO[Any] | None = asyncio.subprocess.DEVNULL,
-        stdout: int | IO[Any] | None = asyncio.subprocess.PIPE,
-        stderr: int | IO[Any] | None = asyncio.subprocess.PIPE,
-    ) -> asyncio.subprocess.Process:
-        """Starts `argv` (no shell) as the user, in a new session (its own process group).
+        stdin: bool = False,
+    ) -> SpawnedCommand:
+        """Starts `argv` (no shell) as the user, in a new session (its own process group),
+        with pipes for its output (and its input with `stdin`).
 
-        `cwd` defaults to the user's home ("/" if that is unusable); an explicit `cwd` the
-        user cannot enter raises PermissionError / FileNotFoundError. The environment is
-        `user_env(identity)` updated with `env`; nothing comes from the server's.
+        The user's worker starts it, so the pipes are the user's. `cwd` defaults to the
+        user's home ("/" if that is unusable); an explicit `cwd` the user cannot enter
+        raises PermissionError / FileNotFoundError, and so does a program exec refuses.
+        The environment is `user_env(identity)` updated with `env`.
         """
         if not argv:
             raise ValueError("argv must not be empty")
         refused = sorted(k for k in (env or {}) if is_loader_variable(k))
-        if refused:  # the root half of the drop would honour them (see LOADER_VARIABLES)
+        if refused:  # see LOADER_VARIABLES
             raise ValueError(f"refusing loader variables in a per-user environment: {refused}")
         handle = await self.worker(identity)
-        directory: int | None
-        try:
-            directory = await handle.directory(cwd or identity.home)
-        except OSError:
-            if cwd is not None:
-                raise
-            directory = None
-        drop = self._drop(identity)
-        try:
-            return await asyncio.create_subprocess_exec(
-                *drop,
-                *argv,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                # Entered by the still-root child through the server's descriptor, which
-                # the user's worker opened: the child resolves no user-chosen path.
-                cwd=f"/proc/{os.getpid()}/fd/{directory}" if directory is not None else "/",
-                env={**self.user_env(identity), **(env or {})},
-                start_new_session=True,
-                umask=self.umask,
-            )
-        finally:
-            if directory is not None:
-                os.close(directory)
+        args = {
+            "argv": list(argv),
+            "cwd": cwd,
+            "env": {**self.user_env(identity), **(env or {})},
+            "umask": self.umask,
+            "stdin": stdin,
+        }
+        result, fds = await handle.call("spawn", args, idempotent=False)
+        if len(fds) != (3 if stdin else 2):
+            _close_all(fds)
+            raise WorkerUnavailable(f"protocol error: spawn sent {len(fds)} descriptors")
+        return SpawnedCommand(handle, int(result["pid"]), fds, stdin)
 
     async def run(
         self,
@@ -1008,17 +845,15 @@ class PrivilegeSeparation:
         )
 
     async def kill_group(
-        self, identity: UserIdentity, proc: asyncio.subprocess.Process, grace: float = 5.0
+        self, identity: UserIdentity, command: SpawnedCommand, grace: float = 5.0
     ) -> None:
-        """SIGKILLs the process group `spawn` created, as the user, and reaps the leader."""
-        try:
+        """SIGKILLs the process group `spawn` created, as the user, and waits up to
+        `grace` seconds for the leader's exit to be reported."""
+        with contextlib.suppress(PrivsepError, OSError):
             handle = await self.worker(identity)
-            await handle.kill_group(proc.pid)
-        except (PrivsepError, OSError):
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), grace)
+            await handle.kill_group(command.pid)
+        with contextlib.suppress(TimeoutError, PrivsepError):
+            await asyncio.wait_for(command.wait(), grace)
 
     async def _reap_idle(self) -> None:
         interval = max(0.05, min(self.idle_timeout / 2, 30.0))

@@ -216,9 +216,11 @@ def op_killpg(args: Args) -> Reply:
 
 
 # -- commands -----------------------------------------------------------------------------
-# Short commands (sbatch, scancel, quota tools) run here, from this small process that
-# already is the user: no root parent resolving the working directory, no extra exec to
-# drop privileges, and fork is cheap. Long-running, streamed commands use the broker's spawn.
+# Commands run here, from this small process that already is the user: no root parent
+# resolving the working directory, no extra exec to drop privileges, and fork is cheap.
+# Short ones (sbatch, scancel, quota tools) run to completion in `run`; long-running,
+# streamed ones are started by `spawn`, which hands their pipes to the server, and `wait`
+# reports their exit.
 
 RUN_OUTPUT_LIMIT = 1 << 20  # bytes of stdout and of stderr kept (the rest is read, dropped)
 
@@ -269,15 +271,22 @@ def op_run(args: Args) -> Reply:
             _running.pop(tag, None)
 
 
+def _command(args: Args) -> tuple[list[str], dict[str, str]]:
+    argv, env = args.get("argv"), args.get("env") or {}
+    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+        raise OpError(errno.EINVAL, "argv must be a non-empty list of strings")
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise OpError(errno.EINVAL, "env must map strings to strings")
+    return argv, env
+
+
 def _run(args: Args, run: _Run) -> Reply:
     import base64
     import subprocess
 
-    argv, env = args["argv"], args.get("env") or {}
-    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
-        raise OpError(errno.EINVAL, "argv must be a non-empty list of strings")
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise OpError(errno.EINVAL, "env must map strings to strings")
+    argv, env = _command(args)
     data = base64.b64decode(args.get("input") or "")
     deadline = time.monotonic() + float(args.get("timeout", 60))
     directory = _run_directory(args.get("cwd"))
@@ -401,6 +410,115 @@ def op_run_release(args: Args) -> Reply:
         run.go = bool(args.get("go"))
         run.released.set()
     return {"found": run is not None}, []
+
+
+class _Child:
+    """A command `spawn` started: reaped by a thread of its own, its exit status kept
+    until a `wait` has collected it."""
+
+    def __init__(self, proc: Any) -> None:
+        self.proc = proc
+        self.returncode: int | None = None
+        self.waiters: list[object] = []  # ids of `wait` requests to answer at its exit
+
+
+_children: dict[int, _Child] = {}
+_children_lock = threading.Lock()
+# How replies leave this process (Worker.send); set once the worker serves.
+_reply: Callable[[dict[str, Any], list[int]], None] | None = None
+
+
+def op_spawn(args: Args) -> Reply:
+    """Start argv (no shell) in a new session and hand back the server's ends of its
+    pipes: stdout, stderr and, with `stdin`, its input. {pid}; `wait` reports the exit.
+
+    The pipes are created here, so they belong to the user (`/dev/stdin` and `/dev/stderr`
+    can be reopened by name). The working directory and environment follow `run`'s rules;
+    a program that cannot be executed is the OSError of exec (ENOENT, EACCES)."""
+    import subprocess
+
+    argv, env = _command(args)
+    directory = _run_directory(args.get("cwd"))
+    ours: list[int] = []
+    theirs: list[int] = []
+    try:
+        for _ in range(2):  # stdout, stderr: the server reads, the command writes
+            read_end, write_end = os.pipe()
+            ours.append(read_end)
+            theirs.append(write_end)
+        if args.get("stdin"):  # the server writes, the command reads
+            read_end, write_end = os.pipe()
+            ours.append(write_end)
+            theirs.append(read_end)
+        proc = subprocess.Popen(
+            argv,
+            stdin=theirs[2] if len(theirs) == 3 else subprocess.DEVNULL,
+            stdout=theirs[0],
+            stderr=theirs[1],
+            cwd=f"/proc/self/fd/{directory}",  # the child's own copy, closed at exec
+            env=env,
+            start_new_session=True,
+            umask=int(args.get("umask", -1)),
+        )
+    except BaseException:
+        for fd in ours:
+            os.close(fd)
+        raise
+    finally:
+        os.close(directory)
+        for fd in theirs:
+            os.close(fd)
+    child = _Child(proc)
+    with _children_lock:
+        _children[proc.pid] = child
+    threading.Thread(target=_reap_child, args=(child,), daemon=True).start()
+    return {"pid": proc.pid}, ours
+
+
+def _reap_child(child: _Child) -> None:
+    returncode = child.proc.wait()
+    with _children_lock:
+        child.returncode = returncode
+        waiters, child.waiters = child.waiters, []
+        if waiters:
+            _children.pop(child.proc.pid, None)
+    for rid in waiters:
+        _answer_wait(rid, returncode)
+
+
+def kill_children() -> None:
+    """SIGKILLs the process group of every spawned command still running: the server is
+    gone (or closed this worker), so nothing could collect their output or end them."""
+    with _children_lock:
+        running = [c.proc.pid for c in _children.values() if c.returncode is None]
+    for pgid in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def wait_child(rid: object, args: Args) -> None:
+    """`wait` {pid}: answered with {returncode} when the spawned command has exited (at
+    once if it already has). Served on the reading thread and answered by the command's
+    reaper, so waiting commands hold no pool thread."""
+    pid = args.get("pid")
+    with _children_lock:
+        child = _children.get(pid) if isinstance(pid, int) else None
+        if child is not None and child.returncode is None:
+            child.waiters.append(rid)
+            return
+        if child is not None:
+            del _children[child.proc.pid]
+    if child is None:
+        assert _reply is not None
+        _reply(_error(rid, errno.ECHILD, f"no command {pid!r} was spawned here"), [])
+        return
+    assert child.returncode is not None
+    _answer_wait(rid, child.returncode)
+
+
+def _answer_wait(rid: object, returncode: int) -> None:
+    assert _reply is not None
+    _reply({"id": rid, "ok": True, "result": {"returncode": returncode}}, [])
 
 
 # -- files ------------------------------------------------------------------------------
@@ -1174,6 +1292,7 @@ OPS: dict[str, Callable[[Args], Reply]] = {
     "run": op_run,
     "run_kill": op_run_kill,
     "run_release": op_run_release,
+    "spawn": op_spawn,
     "entry": op_entry,
     "list": op_list,
     "mkdir": op_mkdir,
@@ -1208,6 +1327,8 @@ class Worker:
         self.sock = sock
         self.send_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="op")
+        global _reply
+        _reply = self.send
 
     def send(self, message: dict[str, Any], fds: list[int]) -> None:
         frame = encode(message)
@@ -1216,6 +1337,7 @@ class Worker:
                 sent = socket.send_fds(self.sock, [frame], fds) if fds else 0
                 self.sock.sendall(frame[sent:])
         except OSError:
+            kill_children()
             os._exit(0)  # the server is gone
         finally:
             for fd in fds:
@@ -1273,6 +1395,10 @@ class Worker:
                 if request.get("op") in INLINE_OPS:  # instant; must not wait for a thread
                     self.handle(body)
                     continue
+                if request.get("op") == "wait":  # answered when the command exits
+                    args = request.get("args")
+                    wait_child(request.get("id"), args if isinstance(args, dict) else {})
+                    continue
                 if request.get("op") == "run":
                     expect_run(request)
                 self.pool.submit(self.handle, body)
@@ -1313,6 +1439,7 @@ def main(argv: list[str]) -> int:
         worker.serve()
     except OSError as exc:
         print(f"privsep worker: {exc}", file=sys.stderr)
+    kill_children()
     os._exit(0)  # without waiting for a thread stuck on a dead mount
 
 
