@@ -92,10 +92,12 @@ async def watch_jobs(
         replay = hub.events_since(request.resume_from_revision) if request.resume_from_revision \
             else None  # fmt: skip
         if replay is not None:
+            # Taken with the replay, before any yield: an event that arrives while the
+            # replay is being sent is not in it, and must still come from the subscription.
+            last = hub.revision
             for event in replay:
                 if matches(event.job):
                     yield _event(event, sid)
-            last = hub.revision
         else:
             if request.resume_from_revision:
                 yield compute_pb2.WatchJobsResponse(
