@@ -224,7 +224,10 @@ class SpawnerClient:
             conn.settimeout(self.timeout)
             try:
                 conn.connect(self.path)
-                conn.sendall(worker_program.encode({"user": user}))
+                # A refusal may be sent, and the connection closed, before the request is
+                # written: the refusal is still there to read.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    conn.sendall(worker_program.encode({"user": user}))
                 message, fds = _receive(conn)
             except OSError as exc:
                 raise WorkerUnavailable(
