@@ -477,7 +477,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             and (not f.job_name or j.job_name == f.job_name)
             and (not f.account or j.account == f.account)
         ]  # fmt: skip
-        views.sort(key=lambda v: (v.record.submit_time or now, v.record.job_id), reverse=True)
+        # Newest (highest job id) first, as the proto says: the reader's order, kept by the
+        # filter. (Submit times tie within a second and can be unknown for a moment.)
         page, token = paginate(views, request.page_size, request.page_token)
         return compute_pb2.ListJobsResponse(
             jobs=[
