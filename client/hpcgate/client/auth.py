@@ -114,6 +114,16 @@ class _StreamUnary(_BearerBase, grpc.aio.StreamUnaryClientInterceptor):  # type:
         return await continuation(await self._with_token(details), requests)
 
 
+class _StreamStream(_BearerBase, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc,type-arg]
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(await self._with_token(details), requests)
+
+
 def bearer_interceptors(get_token: TokenGetter) -> list[Any]:
     """Client interceptors that add `authorization: Bearer <token>` to every call."""
-    return [_UnaryUnary(get_token), _UnaryStream(get_token), _StreamUnary(get_token)]
+    return [
+        _UnaryUnary(get_token),
+        _UnaryStream(get_token),
+        _StreamUnary(get_token),
+        _StreamStream(get_token),
+    ]

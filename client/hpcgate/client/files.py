@@ -28,11 +28,17 @@ from typing import TYPE_CHECKING, BinaryIO, Literal, TypeVar, overload
 import grpc
 
 from hpcgate.client.errors import (
+    Aborted,
     AlreadyExists,
+    Cancelled,
     DataLoss,
+    DeadlineExceeded,
     FailedPrecondition,
     HpcgateError,
     InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
     from_rpc_error,
 )
 from hpcgate.v1 import utilities_pb2 as u
@@ -48,6 +54,10 @@ RemotePath = str | bytes  # bytes: a raw path that is not valid UTF-8 (`path_byt
 
 M = TypeVar("M")
 CHUNK = 1024 * 1024  # bytes per Upload message, as the proto suggests
+RESUME_MIN = 8 * CHUNK  # smaller files are sent again whole rather than resumed
+HELD_ATTEMPTS = 6  # GetUploadStatus calls while the server winds up an interrupted stream
+# Failures after which what the server holds is still worth continuing.
+_KEEP_NOTE = (Unavailable, DeadlineExceeded, ResourceExhausted, Aborted, Cancelled)
 _DIRECTORY = u.FILE_TYPE_DIRECTORY
 _FILE = u.FILE_TYPE_FILE
 _SYMLINK = u.FILE_TYPE_SYMLINK
@@ -146,6 +156,20 @@ async def _closing(stream: AsyncIterator[M]) -> AsyncIterator[AsyncIterator[M]]:
         close = getattr(stream, "aclose", None)
         if close is not None:
             await close()
+
+
+def _sha256_prefix(path: Path, size: int) -> tuple[str, str]:
+    """SHA-256 of the whole file, and of its first `size` bytes ("" if it is shorter)."""
+    hasher = hashlib.sha256()
+    prefix = "" if size else hasher.hexdigest()
+    done = 0
+    with path.open("rb") as source:
+        while block := source.read(CHUNK if size <= done else min(CHUNK, size - done)):
+            hasher.update(block)
+            done += len(block)
+            if done == size:
+                prefix = hasher.hexdigest()
+    return hasher.hexdigest(), prefix
 
 
 def _sha256_file(path: Path) -> str:
@@ -344,19 +368,19 @@ class Files:
     async def upload(
         self, local: LocalPath, remote: str, *, system: str | None = ...,
         recursive: Literal[False] = ..., overwrite: bool = ..., mode: int | None = ...,
-        preserve: bool = ..., progress: Progress | None = ...,
+        preserve: bool = ..., progress: Progress | None = ..., resume: bool = ...,
     ) -> Transferred: ...  # fmt: skip
     @overload
     async def upload(
         self, local: LocalPath, remote: str, *, system: str | None = ...,
         recursive: Literal[True], overwrite: bool = ..., mode: int | None = ...,
-        preserve: bool = ..., progress: Progress | None = ...,
+        preserve: bool = ..., progress: Progress | None = ..., resume: bool = ...,
     ) -> builtins.list[Transferred]: ...  # fmt: skip
     @overload
     async def upload(
         self, local: LocalPath, remote: str, *, system: str | None = ...,
         recursive: bool, overwrite: bool = ..., mode: int | None = ...,
-        preserve: bool = ..., progress: Progress | None = ...,
+        preserve: bool = ..., progress: Progress | None = ..., resume: bool = ...,
     ) -> Transferred | builtins.list[Transferred]: ...  # fmt: skip
 
     async def upload(
@@ -370,6 +394,7 @@ class Files:
         mode: int | None = None,
         preserve: bool = False,
         progress: Progress | None = None,
+        resume: bool = True,
     ) -> Transferred | builtins.list[Transferred]:
         """Write the local file to `remote` (the full path; ALREADY_EXISTS when it exists,
         unless `overwrite`). The server verifies the size, the client the SHA-256.
@@ -385,40 +410,56 @@ class Files:
         (`.<name>.hpcgate-<random>.part`) and renames it when complete. An upload given up
         (`progress` raises, the task is cancelled) cancels the call without waiting for
         the server, which removes that file when it gets the cancellation: it may still
-        be seen for a moment after this raises, never under the target's name."""
+        be seen for a moment after this raises, never under the target's name.
+
+        `resume` (files of RESUME_MIN bytes or more): the upload is resumable. The server
+        keeps what it received when the upload is interrupted (a dropped connection, a
+        killed process, this call cancelled) for a day by default; a retry, or a later
+        call with the same arguments in any process of this user on this machine (the
+        request id is noted in `~/.cache/hpcgate/uploads`), checks the SHA-256 of what it
+        holds against the same prefix of the local file and sends only the rest."""
         system_id = self._system(system)
         source = Path(local)
+        options = _UploadOptions(overwrite=overwrite, preserve=preserve, resume=resume)
         if recursive:
             meter = _Meter(progress, 0)
-            return await self._upload_tree(source, remote, system_id, overwrite=overwrite,
-                                           preserve=preserve, meter=meter)  # fmt: skip
+            return await self._upload_tree(source, remote, system_id, options, meter)
         meter = _Meter(progress)
-        return await self._upload_file(source, remote, system_id, overwrite=overwrite,
-                                       mode=mode, preserve=preserve, meter=meter)  # fmt: skip
+        return await self._upload_file(source, remote, system_id, options, mode, meter)
+
+    async def upload_status(
+        self, request_id: str, system: str | None = None
+    ) -> u.GetUploadStatusResponse:
+        """What the server holds of a resumable upload (GetUploadStatus); NotFound when
+        nothing."""
+        request = u.GetUploadStatusRequest(system=self._system(system), request_id=request_id)
+        return await self._client.unary(self._stub().GetUploadStatus, request, retry=True)
 
     async def _upload_file(
         self,
         local: Path,
         remote: str,
         system: str,
-        *,
-        overwrite: bool,
+        options: _UploadOptions,
         mode: int | None,
-        preserve: bool,
         meter: _Meter,
     ) -> Transferred:
         reader = _UploadReader(local, meter)
         info = await asyncio.to_thread(reader.open)
         try:
-            header = _upload_header(remote, system, info, overwrite=overwrite, mode=mode,
-                                    preserve=preserve)  # fmt: skip
-            # Hashed first, so the server refuses different bytes before the file gets its
-            # name (one more read of the file, at hashing speed).
-            header.expected_sha256 = await asyncio.to_thread(_sha256_file, local)
+            header = _upload_header(remote, system, info, overwrite=options.overwrite,
+                                    mode=mode, preserve=options.preserve)  # fmt: skip
             meter.learn(info.st_size)
-            reply = await self._send(reader, header)
-            # A repeated request id may be answered before every chunk was read.
-            digest = reader.hexdigest() if reader.complete else None
+            if options.resume and info.st_size >= RESUME_MIN:
+                reply = await self._upload_resumable(reader, local, header, info)
+                digest: str | None = header.expected_sha256  # the server checked it
+            else:
+                # Hashed first, so the server refuses different bytes before the file gets
+                # its name (one more read of the file, at hashing speed).
+                header.expected_sha256 = await asyncio.to_thread(_sha256_file, local)
+                reply = await self._send(reader, header)
+                # A repeated request id may be answered before every chunk was read.
+                digest = reader.hexdigest() if reader.complete else None
         finally:
             await asyncio.to_thread(reader.close)
         if digest is None:
@@ -431,13 +472,56 @@ class Files:
         meter.next_file(reply.size)
         return Transferred(str(local), reply.path, reply.size, reply.sha256)
 
-    async def _send(self, reader: _UploadReader, header: u.UploadHeader) -> u.UploadResponse:
-        """One Upload, again from the start after UNAVAILABLE or a rate limit (same
-        request id)."""
+    async def _upload_resumable(
+        self, reader: _UploadReader, local: Path, header: u.UploadHeader, info: os.stat_result
+    ) -> u.UploadResponse:
+        """A resumable Upload, continuing what the server holds under the request id noted
+        for this local file and target (when its SHA-256 matches the local prefix)."""
+        header.resumable, header.request_id = True, ""
+        note = _ResumeNote.of(local, header, info)
+        known = await asyncio.to_thread(note.load)
+        header.request_id = known or f"client-{uuid.uuid4().hex}"
+        held = await self._held(header) if known else None
+        # One read of the file: the whole SHA-256, and the prefix's to compare.
+        whole, prefix = await asyncio.to_thread(_sha256_prefix, local, held[0] if held else -1)
+        header.expected_sha256 = whole
+        offset = held[0] if held is not None and held[1] == prefix else 0
+        if known is None:
+            await asyncio.to_thread(note.save, header.request_id)
+        try:
+            reply = await self._send(reader, header, offset)
+        except HpcgateError as e:
+            if not isinstance(e, _KEEP_NOTE):  # what the server holds is of no more use
+                await asyncio.to_thread(note.drop)
+            raise
+        await asyncio.to_thread(note.drop)
+        return reply
+
+    async def _held(self, header: u.UploadHeader) -> tuple[int, str] | None:
+        """(bytes, SHA-256) the server holds of this resumable upload; None when none."""
+        for attempt in range(HELD_ATTEMPTS):
+            try:
+                status = await self.upload_status(header.request_id, header.system)
+            except NotFound:
+                return None
+            except Aborted:  # the server still winds up an interrupted stream of it
+                await asyncio.sleep(1.0 + attempt)
+                continue
+            if status.complete or status.size > header.expected_size:
+                return None
+            return status.size, status.sha256
+        return None
+
+    async def _send(
+        self, reader: _UploadReader, header: u.UploadHeader, offset: int = 0
+    ) -> u.UploadResponse:
+        """One Upload, again after UNAVAILABLE or a rate limit (same request id): from the
+        start, or for a resumable one from what the server holds."""
         policy = self._client.retry
         attempt = 0
         while True:
-            await asyncio.to_thread(reader.rewind)
+            header.offset = offset
+            await asyncio.to_thread(reader.rewind, offset)
             try:
                 return await self._stub().Upload(reader.messages(header))
             except (grpc.RpcError, asyncio.CancelledError) as e:
@@ -446,15 +530,25 @@ class Files:
                 if isinstance(e, asyncio.CancelledError):
                     raise
                 error = from_rpc_error(e)
-            if not policy.should_retry(attempt, error):  # same request id: never twice
+            if offset and isinstance(error, FailedPrecondition | NotFound):
+                offset = 0  # what the server held went, or changed: start over
+                continue
+            # ABORTED: the server still winds up this upload's previous stream.
+            waiting = header.resumable and isinstance(error, Aborted)
+            if not (waiting and attempt < HELD_ATTEMPTS) and not policy.should_retry(
+                attempt, error
+            ):  # same request id: never twice
                 raise error
-            await asyncio.sleep(policy.delay(attempt, error))
+            await asyncio.sleep(1.0 if waiting else policy.delay(attempt, error))
             attempt += 1
+            if header.resumable:  # bytes this call sent, so no need to compare them
+                held = await self._held(header)
+                offset = held[0] if held is not None else 0
 
     async def _upload_tree(
-        self, local: Path, remote: str, system: str, *, overwrite: bool, preserve: bool,
-        meter: _Meter,
-    ) -> builtins.list[Transferred]:  # fmt: skip
+        self, local: Path, remote: str, system: str, options: _UploadOptions, meter: _Meter
+    ) -> builtins.list[Transferred]:
+        overwrite, preserve = options.overwrite, options.preserve
         items = await asyncio.to_thread(_local_tree, local)
         meter.total = sum(item.size for item in items if item.kind == "file")
         await self.mkdir(remote, system, parents=True)
@@ -464,10 +558,10 @@ class Files:
             if item.kind == "dir":
                 await self.mkdir(target, system, parents=True)
             elif item.kind == "file":
-                done.append(await self._upload_file(
-                    local / item.relative, target, system, overwrite=overwrite, mode=None,
-                    preserve=preserve, meter=meter,
-                ))  # fmt: skip
+                done.append(
+                    await self._upload_file(local / item.relative, target, system, options,
+                                            None, meter)
+                )  # fmt: skip
             else:
                 await self._remote_symlink(item.target, target, system, overwrite=overwrite)
         if preserve:  # directories' bits last, deepest first: a read-only one stays fillable
@@ -602,12 +696,13 @@ class Files:
                         if message.chunk.offset != expected:
                             raise DataLoss(f"chunk at offset {message.chunk.offset}, expected "
                                            f"{expected}: download again")  # fmt: skip
-                        expected += len(message.chunk.data)
+                        data = message.chunk.data  # each access copies the bytes
+                        expected += len(data)
                         if writing is not None:
                             await writing
                             meter.at(part.size)
                         writing = asyncio.ensure_future(asyncio.to_thread(
-                            part.append, message.chunk.data, header.mtime.seconds))  # fmt: skip
+                            part.append, data, header.mtime.seconds))  # fmt: skip
                     elif kind == "trailer" and header is not None:
                         if writing is not None:
                             await writing
@@ -821,6 +916,48 @@ def _upload_header(
     return header
 
 
+@dataclass(frozen=True)
+class _UploadOptions:
+    overwrite: bool
+    preserve: bool
+    resume: bool
+
+
+class _ResumeNote:
+    """The request id of an unfinished resumable upload of one local file (this inode,
+    size and mtime) to one target with one header, in the user's cache directory: a later
+    call, from any process, continues that upload instead of starting another."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def of(cls, local: Path, header: u.UploadHeader, info: os.stat_result) -> _ResumeNote:
+        key = hashlib.sha256(header.SerializeToString(deterministic=True))
+        key.update(f"\0{local.resolve()}\0{info.st_ino}\0{info.st_mtime_ns}".encode())
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return cls(cache / "hpcgate" / "uploads" / key.hexdigest()[:40])
+
+    def load(self) -> str | None:
+        try:
+            text = self.path.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text if text.startswith("client-") and len(text) <= 128 else None
+
+    def save(self, request_id: str) -> None:
+        """Best effort: without a note, a later call starts over (nothing worse)."""
+        with suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            temp = self.path.with_suffix(f".{os.getpid()}")
+            temp.write_text(request_id)
+            temp.replace(self.path)
+
+    def drop(self) -> None:
+        with suppress(OSError):
+            self.path.unlink(missing_ok=True)
+
+
 class _UploadReader:
     """Feeds one file to Upload: chunks read in threads and hashed as they go. An error
     of its own (reading, the progress callback) is kept, since gRPC only cancels the
@@ -839,11 +976,11 @@ class _UploadReader:
         self.file = self.path.open("rb")
         return os.fstat(self.file.fileno())
 
-    def rewind(self) -> None:
+    def rewind(self, offset: int = 0) -> None:
         assert self.file is not None
-        self.file.seek(0)
-        self.hasher = hashlib.sha256()
-        self.sent = 0
+        self.file.seek(offset)
+        self.hasher = hashlib.sha256()  # of the bytes sent: the whole file from offset 0
+        self.sent = offset
         self.complete = False
         self.error = None
 

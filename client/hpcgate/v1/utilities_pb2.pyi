@@ -358,7 +358,7 @@ class UploadRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[_Union[UploadChunk, _Mapping]] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("system", "path", "mode", "overwrite", "expected_size", "expected_sha256", "request_id", "mtime")
+    __slots__ = ("system", "path", "mode", "overwrite", "expected_size", "expected_sha256", "request_id", "mtime", "resumable", "offset")
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -367,6 +367,8 @@ class UploadHeader(_message.Message):
     EXPECTED_SHA256_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MTIME_FIELD_NUMBER: _ClassVar[int]
+    RESUMABLE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     system: str
     path: str
     mode: int
@@ -375,7 +377,9 @@ class UploadHeader(_message.Message):
     expected_sha256: str
     request_id: str
     mtime: _timestamp_pb2.Timestamp
-    def __init__(self, system: _Optional[str] = ..., path: _Optional[str] = ..., mode: _Optional[int] = ..., overwrite: _Optional[bool] = ..., expected_size: _Optional[int] = ..., expected_sha256: _Optional[str] = ..., request_id: _Optional[str] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    resumable: bool
+    offset: int
+    def __init__(self, system: _Optional[str] = ..., path: _Optional[str] = ..., mode: _Optional[int] = ..., overwrite: _Optional[bool] = ..., expected_size: _Optional[int] = ..., expected_sha256: _Optional[str] = ..., request_id: _Optional[str] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resumable: _Optional[bool] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
     __slots__ = ("data",)
@@ -392,6 +396,114 @@ class UploadResponse(_message.Message):
     size: int
     sha256: str
     def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class GetUploadStatusRequest(_message.Message):
+    __slots__ = ("system", "request_id")
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    system: str
+    request_id: str
+    def __init__(self, system: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetUploadStatusResponse(_message.Message):
+    __slots__ = ("path", "size", "sha256", "expire_time", "complete")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size: int
+    sha256: str
+    expire_time: _timestamp_pb2.Timestamp
+    complete: bool
+    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete: _Optional[bool] = ...) -> None: ...
+
+class UploadFilesRequest(_message.Message):
+    __slots__ = ("header", "batch")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    header: UploadFilesHeader
+    batch: FileBatch
+    def __init__(self, header: _Optional[_Union[UploadFilesHeader, _Mapping]] = ..., batch: _Optional[_Union[FileBatch, _Mapping]] = ...) -> None: ...
+
+class UploadFilesHeader(_message.Message):
+    __slots__ = ("system", "directory", "verify")
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_FIELD_NUMBER: _ClassVar[int]
+    system: str
+    directory: str
+    verify: bool
+    def __init__(self, system: _Optional[str] = ..., directory: _Optional[str] = ..., verify: _Optional[bool] = ...) -> None: ...
+
+class FileBatch(_message.Message):
+    __slots__ = ("files", "sync")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    SYNC_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[FileContent]
+    sync: bool
+    def __init__(self, files: _Optional[_Iterable[_Union[FileContent, _Mapping]]] = ..., sync: _Optional[bool] = ...) -> None: ...
+
+class FileContent(_message.Message):
+    __slots__ = ("path", "data", "sha256", "mode", "mtime")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    data: bytes
+    sha256: str
+    mode: int
+    mtime: _timestamp_pb2.Timestamp
+    def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., sha256: _Optional[str] = ..., mode: _Optional[int] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UploadFilesResponse(_message.Message):
+    __slots__ = ("written", "failure")
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    written: _containers.RepeatedCompositeFieldContainer[WrittenFile]
+    failure: FileFailure
+    def __init__(self, written: _Optional[_Iterable[_Union[WrittenFile, _Mapping]]] = ..., failure: _Optional[_Union[FileFailure, _Mapping]] = ...) -> None: ...
+
+class WrittenFile(_message.Message):
+    __slots__ = ("path", "size", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size: int
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class FileFailure(_message.Message):
+    __slots__ = ("path", "code", "message")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    code: int
+    message: str
+    def __init__(self, path: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class DownloadFilesRequest(_message.Message):
+    __slots__ = ("system", "directory", "paths")
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    system: str
+    directory: str
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, system: _Optional[str] = ..., directory: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DownloadFilesResponse(_message.Message):
+    __slots__ = ("files", "failure")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[FileContent]
+    failure: FileFailure
+    def __init__(self, files: _Optional[_Iterable[_Union[FileContent, _Mapping]]] = ..., failure: _Optional[_Union[FileFailure, _Mapping]] = ...) -> None: ...
 
 class RunCommandRequest(_message.Message):
     __slots__ = ("system", "argv", "command", "use_shell", "working_directory", "environment", "timeout", "max_output_bytes", "stdin")

@@ -124,6 +124,21 @@ class UtilitiesServiceStub:
                 request_serializer=hpcgate_dot_v1_dot_utilities__pb2.UploadRequest.SerializeToString,
                 response_deserializer=hpcgate_dot_v1_dot_utilities__pb2.UploadResponse.FromString,
                 _registered_method=True)
+        self.GetUploadStatus = channel.unary_unary(
+                '/hpcgate.v1.UtilitiesService/GetUploadStatus',
+                request_serializer=hpcgate_dot_v1_dot_utilities__pb2.GetUploadStatusRequest.SerializeToString,
+                response_deserializer=hpcgate_dot_v1_dot_utilities__pb2.GetUploadStatusResponse.FromString,
+                _registered_method=True)
+        self.UploadFiles = channel.stream_stream(
+                '/hpcgate.v1.UtilitiesService/UploadFiles',
+                request_serializer=hpcgate_dot_v1_dot_utilities__pb2.UploadFilesRequest.SerializeToString,
+                response_deserializer=hpcgate_dot_v1_dot_utilities__pb2.UploadFilesResponse.FromString,
+                _registered_method=True)
+        self.DownloadFiles = channel.unary_stream(
+                '/hpcgate.v1.UtilitiesService/DownloadFiles',
+                request_serializer=hpcgate_dot_v1_dot_utilities__pb2.DownloadFilesRequest.SerializeToString,
+                response_deserializer=hpcgate_dot_v1_dot_utilities__pb2.DownloadFilesResponse.FromString,
+                _registered_method=True)
         self.RunCommand = channel.unary_stream(
                 '/hpcgate.v1.UtilitiesService/RunCommand',
                 request_serializer=hpcgate_dot_v1_dot_utilities__pb2.RunCommandRequest.SerializeToString,
@@ -295,12 +310,73 @@ class UtilitiesServiceServicer:
         data is written to a temporary file beside the target and renamed into place only
         when complete and verified, so an interrupted or failed upload never leaves a
         partial file under the target name.
+        A `resumable` upload keeps that temporary file when the stream ends early (the
+        client went away, the connection dropped): GetUploadStatus says how many bytes the
+        server holds and their SHA-256, and an Upload with the same header and `offset` set
+        to that size sends only the rest. Expected size and SHA-256 are of the whole file.
         Scope: `write`.
         Errors: INVALID_ARGUMENT when the first message is not a header, a later one is,
-        or the received size or SHA-256 differs from the expected one (nothing is written);
-        ALREADY_EXISTS when the target exists and `overwrite` is false, or `request_id` was
-        used for a different upload; FAILED_PRECONDITION when the target is a directory;
-        RESOURCE_EXHAUSTED when the file exceeds the server's upload limit or the quota.
+        `resumable` lacks a `request_id` or an `expected_size`, `offset` is set without
+        `resumable` or exceeds `expected_size`, or the received size or SHA-256 differs
+        from the expected one (nothing is written; a resumable upload that got fewer bytes
+        than expected keeps them, one with a wrong SHA-256 keeps nothing); ALREADY_EXISTS when the target exists and
+        `overwrite` is false, or `request_id` was used for a different upload;
+        FAILED_PRECONDITION when the target is a directory, or `offset` differs from the
+        bytes held (the message says how many: continue from there); NOT_FOUND when
+        `offset` is not 0 and nothing is held under `request_id` (start again from 0);
+        ABORTED while another Upload with the same `request_id` is running (retry when it
+        has ended); RESOURCE_EXHAUSTED when the file exceeds the server's upload limit or
+        the quota.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUploadStatus(self, request, context):
+        """What the server holds of the caller's resumable Upload named by `request_id`: the
+        bytes received so far (kept after an interrupted stream), their SHA-256, the target
+        and when the partial file is removed unless the upload continues. Compare the
+        SHA-256 with that of the same prefix of the local file, then continue with `offset`
+        = `size`; on a mismatch start again from offset 0. An upload that completed under
+        this request id (within 24 hours) answers `complete` with the written file's size
+        and SHA-256.
+        Scope: `write`.
+        Errors: INVALID_ARGUMENT for a missing or malformed `request_id`; NOT_FOUND when the
+        caller has no upload under `request_id` (never started, expired, or not resumable):
+        start again from offset 0; ABORTED while an Upload with this request id is running
+        (retry when it has ended).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadFiles(self, request_iterator, context):
+        """Writes many small files in one stream (a transfer of a tree of small files between
+        facilities). First message a header (system, directory, verify), then batches of
+        files, each with its content and SHA-256; every batch is answered, in order, by one
+        response listing the files now in place. Each file is checked against its SHA-256
+        before it is written, written to a temporary name beside its target (replacing an
+        existing file atomically) and, with `verify`, re-read and checked again before the
+        rename: a file listed in a response is complete and verified. A batch stops at its
+        first file that cannot be written; its response names that file and why, and the
+        stream goes on (the client may send that file again, e.g. with Upload).
+        Scope: `write`.
+        Errors (ending the stream): INVALID_ARGUMENT when the first message is not a
+        header, a later one is, or a path is not relative (empty, absolute, `.` or `..`
+        components); RESOURCE_EXHAUSTED when a batch holds more files or bytes than the
+        server's batch limits (the message says them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadFiles(self, request, context):
+        """Reads many small regular files below a directory in one stream: their contents and
+        SHA-256s, in the order asked, in responses of up to a few MiB each. Stops at the
+        first file that cannot be read; the last response names it and why.
+        Scope: `read`.
+        Errors: INVALID_ARGUMENT when a path is not relative, or more files are asked than
+        the server's batch limit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -385,6 +461,21 @@ def add_UtilitiesServiceServicer_to_server(servicer, server):
                     servicer.Upload,
                     request_deserializer=hpcgate_dot_v1_dot_utilities__pb2.UploadRequest.FromString,
                     response_serializer=hpcgate_dot_v1_dot_utilities__pb2.UploadResponse.SerializeToString,
+            ),
+            'GetUploadStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUploadStatus,
+                    request_deserializer=hpcgate_dot_v1_dot_utilities__pb2.GetUploadStatusRequest.FromString,
+                    response_serializer=hpcgate_dot_v1_dot_utilities__pb2.GetUploadStatusResponse.SerializeToString,
+            ),
+            'UploadFiles': grpc.stream_stream_rpc_method_handler(
+                    servicer.UploadFiles,
+                    request_deserializer=hpcgate_dot_v1_dot_utilities__pb2.UploadFilesRequest.FromString,
+                    response_serializer=hpcgate_dot_v1_dot_utilities__pb2.UploadFilesResponse.SerializeToString,
+            ),
+            'DownloadFiles': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadFiles,
+                    request_deserializer=hpcgate_dot_v1_dot_utilities__pb2.DownloadFilesRequest.FromString,
+                    response_serializer=hpcgate_dot_v1_dot_utilities__pb2.DownloadFilesResponse.SerializeToString,
             ),
             'RunCommand': grpc.unary_stream_rpc_method_handler(
                     servicer.RunCommand,
@@ -746,6 +837,87 @@ class UtilitiesService:
             '/hpcgate.v1.UtilitiesService/Upload',
             hpcgate_dot_v1_dot_utilities__pb2.UploadRequest.SerializeToString,
             hpcgate_dot_v1_dot_utilities__pb2.UploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUploadStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpcgate.v1.UtilitiesService/GetUploadStatus',
+            hpcgate_dot_v1_dot_utilities__pb2.GetUploadStatusRequest.SerializeToString,
+            hpcgate_dot_v1_dot_utilities__pb2.GetUploadStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadFiles(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/hpcgate.v1.UtilitiesService/UploadFiles',
+            hpcgate_dot_v1_dot_utilities__pb2.UploadFilesRequest.SerializeToString,
+            hpcgate_dot_v1_dot_utilities__pb2.UploadFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hpcgate.v1.UtilitiesService/DownloadFiles',
+            hpcgate_dot_v1_dot_utilities__pb2.DownloadFilesRequest.SerializeToString,
+            hpcgate_dot_v1_dot_utilities__pb2.DownloadFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

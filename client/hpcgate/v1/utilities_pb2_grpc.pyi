@@ -150,12 +150,61 @@ class UtilitiesServiceStub:
     data is written to a temporary file beside the target and renamed into place only
     when complete and verified, so an interrupted or failed upload never leaves a
     partial file under the target name.
+    A `resumable` upload keeps that temporary file when the stream ends early (the
+    client went away, the connection dropped): GetUploadStatus says how many bytes the
+    server holds and their SHA-256, and an Upload with the same header and `offset` set
+    to that size sends only the rest. Expected size and SHA-256 are of the whole file.
     Scope: `write`.
     Errors: INVALID_ARGUMENT when the first message is not a header, a later one is,
-    or the received size or SHA-256 differs from the expected one (nothing is written);
-    ALREADY_EXISTS when the target exists and `overwrite` is false, or `request_id` was
-    used for a different upload; FAILED_PRECONDITION when the target is a directory;
-    RESOURCE_EXHAUSTED when the file exceeds the server's upload limit or the quota.
+    `resumable` lacks a `request_id` or an `expected_size`, `offset` is set without
+    `resumable` or exceeds `expected_size`, or the received size or SHA-256 differs
+    from the expected one (nothing is written; a resumable upload that got fewer bytes
+    than expected keeps them, one with a wrong SHA-256 keeps nothing); ALREADY_EXISTS when the target exists and
+    `overwrite` is false, or `request_id` was used for a different upload;
+    FAILED_PRECONDITION when the target is a directory, or `offset` differs from the
+    bytes held (the message says how many: continue from there); NOT_FOUND when
+    `offset` is not 0 and nothing is held under `request_id` (start again from 0);
+    ABORTED while another Upload with the same `request_id` is running (retry when it
+    has ended); RESOURCE_EXHAUSTED when the file exceeds the server's upload limit or
+    the quota.
+    """
+    GetUploadStatus: _grpc.UnaryUnaryMultiCallable[_utilities_pb2.GetUploadStatusRequest, _utilities_pb2.GetUploadStatusResponse]
+    """What the server holds of the caller's resumable Upload named by `request_id`: the
+    bytes received so far (kept after an interrupted stream), their SHA-256, the target
+    and when the partial file is removed unless the upload continues. Compare the
+    SHA-256 with that of the same prefix of the local file, then continue with `offset`
+    = `size`; on a mismatch start again from offset 0. An upload that completed under
+    this request id (within 24 hours) answers `complete` with the written file's size
+    and SHA-256.
+    Scope: `write`.
+    Errors: INVALID_ARGUMENT for a missing or malformed `request_id`; NOT_FOUND when the
+    caller has no upload under `request_id` (never started, expired, or not resumable):
+    start again from offset 0; ABORTED while an Upload with this request id is running
+    (retry when it has ended).
+    """
+    UploadFiles: _grpc.StreamStreamMultiCallable[_utilities_pb2.UploadFilesRequest, _utilities_pb2.UploadFilesResponse]
+    """Writes many small files in one stream (a transfer of a tree of small files between
+    facilities). First message a header (system, directory, verify), then batches of
+    files, each with its content and SHA-256; every batch is answered, in order, by one
+    response listing the files now in place. Each file is checked against its SHA-256
+    before it is written, written to a temporary name beside its target (replacing an
+    existing file atomically) and, with `verify`, re-read and checked again before the
+    rename: a file listed in a response is complete and verified. A batch stops at its
+    first file that cannot be written; its response names that file and why, and the
+    stream goes on (the client may send that file again, e.g. with Upload).
+    Scope: `write`.
+    Errors (ending the stream): INVALID_ARGUMENT when the first message is not a
+    header, a later one is, or a path is not relative (empty, absolute, `.` or `..`
+    components); RESOURCE_EXHAUSTED when a batch holds more files or bytes than the
+    server's batch limits (the message says them).
+    """
+    DownloadFiles: _grpc.UnaryStreamMultiCallable[_utilities_pb2.DownloadFilesRequest, _utilities_pb2.DownloadFilesResponse]
+    """Reads many small regular files below a directory in one stream: their contents and
+    SHA-256s, in the order asked, in responses of up to a few MiB each. Stops at the
+    first file that cannot be read; the last response names it and why.
+    Scope: `read`.
+    Errors: INVALID_ARGUMENT when a path is not relative, or more files are asked than
+    the server's batch limit.
     """
     RunCommand: _grpc.UnaryStreamMultiCallable[_utilities_pb2.RunCommandRequest, _utilities_pb2.RunCommandResponse]
     """Runs a command as the caller on the system's login host, streaming its stdout and
@@ -293,12 +342,61 @@ class UtilitiesServiceAsyncStub(UtilitiesServiceStub):
     data is written to a temporary file beside the target and renamed into place only
     when complete and verified, so an interrupted or failed upload never leaves a
     partial file under the target name.
+    A `resumable` upload keeps that temporary file when the stream ends early (the
+    client went away, the connection dropped): GetUploadStatus says how many bytes the
+    server holds and their SHA-256, and an Upload with the same header and `offset` set
+    to that size sends only the rest. Expected size and SHA-256 are of the whole file.
     Scope: `write`.
     Errors: INVALID_ARGUMENT when the first message is not a header, a later one is,
-    or the received size or SHA-256 differs from the expected one (nothing is written);
-    ALREADY_EXISTS when the target exists and `overwrite` is false, or `request_id` was
-    used for a different upload; FAILED_PRECONDITION when the target is a directory;
-    RESOURCE_EXHAUSTED when the file exceeds the server's upload limit or the quota.
+    `resumable` lacks a `request_id` or an `expected_size`, `offset` is set without
+    `resumable` or exceeds `expected_size`, or the received size or SHA-256 differs
+    from the expected one (nothing is written; a resumable upload that got fewer bytes
+    than expected keeps them, one with a wrong SHA-256 keeps nothing); ALREADY_EXISTS when the target exists and
+    `overwrite` is false, or `request_id` was used for a different upload;
+    FAILED_PRECONDITION when the target is a directory, or `offset` differs from the
+    bytes held (the message says how many: continue from there); NOT_FOUND when
+    `offset` is not 0 and nothing is held under `request_id` (start again from 0);
+    ABORTED while another Upload with the same `request_id` is running (retry when it
+    has ended); RESOURCE_EXHAUSTED when the file exceeds the server's upload limit or
+    the quota.
+    """
+    GetUploadStatus: _aio.UnaryUnaryMultiCallable[_utilities_pb2.GetUploadStatusRequest, _utilities_pb2.GetUploadStatusResponse]  # type: ignore[assignment]
+    """What the server holds of the caller's resumable Upload named by `request_id`: the
+    bytes received so far (kept after an interrupted stream), their SHA-256, the target
+    and when the partial file is removed unless the upload continues. Compare the
+    SHA-256 with that of the same prefix of the local file, then continue with `offset`
+    = `size`; on a mismatch start again from offset 0. An upload that completed under
+    this request id (within 24 hours) answers `complete` with the written file's size
+    and SHA-256.
+    Scope: `write`.
+    Errors: INVALID_ARGUMENT for a missing or malformed `request_id`; NOT_FOUND when the
+    caller has no upload under `request_id` (never started, expired, or not resumable):
+    start again from offset 0; ABORTED while an Upload with this request id is running
+    (retry when it has ended).
+    """
+    UploadFiles: _aio.StreamStreamMultiCallable[_utilities_pb2.UploadFilesRequest, _utilities_pb2.UploadFilesResponse]  # type: ignore[assignment]
+    """Writes many small files in one stream (a transfer of a tree of small files between
+    facilities). First message a header (system, directory, verify), then batches of
+    files, each with its content and SHA-256; every batch is answered, in order, by one
+    response listing the files now in place. Each file is checked against its SHA-256
+    before it is written, written to a temporary name beside its target (replacing an
+    existing file atomically) and, with `verify`, re-read and checked again before the
+    rename: a file listed in a response is complete and verified. A batch stops at its
+    first file that cannot be written; its response names that file and why, and the
+    stream goes on (the client may send that file again, e.g. with Upload).
+    Scope: `write`.
+    Errors (ending the stream): INVALID_ARGUMENT when the first message is not a
+    header, a later one is, or a path is not relative (empty, absolute, `.` or `..`
+    components); RESOURCE_EXHAUSTED when a batch holds more files or bytes than the
+    server's batch limits (the message says them).
+    """
+    DownloadFiles: _aio.UnaryStreamMultiCallable[_utilities_pb2.DownloadFilesRequest, _utilities_pb2.DownloadFilesResponse]  # type: ignore[assignment]
+    """Reads many small regular files below a directory in one stream: their contents and
+    SHA-256s, in the order asked, in responses of up to a few MiB each. Stops at the
+    first file that cannot be read; the last response names it and why.
+    Scope: `read`.
+    Errors: INVALID_ARGUMENT when a path is not relative, or more files are asked than
+    the server's batch limit.
     """
     RunCommand: _aio.UnaryStreamMultiCallable[_utilities_pb2.RunCommandRequest, _utilities_pb2.RunCommandResponse]  # type: ignore[assignment]
     """Runs a command as the caller on the system's login host, streaming its stdout and
@@ -505,12 +603,79 @@ class UtilitiesServiceServicer(metaclass=_abc_1.ABCMeta):
         data is written to a temporary file beside the target and renamed into place only
         when complete and verified, so an interrupted or failed upload never leaves a
         partial file under the target name.
+        A `resumable` upload keeps that temporary file when the stream ends early (the
+        client went away, the connection dropped): GetUploadStatus says how many bytes the
+        server holds and their SHA-256, and an Upload with the same header and `offset` set
+        to that size sends only the rest. Expected size and SHA-256 are of the whole file.
         Scope: `write`.
         Errors: INVALID_ARGUMENT when the first message is not a header, a later one is,
-        or the received size or SHA-256 differs from the expected one (nothing is written);
-        ALREADY_EXISTS when the target exists and `overwrite` is false, or `request_id` was
-        used for a different upload; FAILED_PRECONDITION when the target is a directory;
-        RESOURCE_EXHAUSTED when the file exceeds the server's upload limit or the quota.
+        `resumable` lacks a `request_id` or an `expected_size`, `offset` is set without
+        `resumable` or exceeds `expected_size`, or the received size or SHA-256 differs
+        from the expected one (nothing is written; a resumable upload that got fewer bytes
+        than expected keeps them, one with a wrong SHA-256 keeps nothing); ALREADY_EXISTS when the target exists and
+        `overwrite` is false, or `request_id` was used for a different upload;
+        FAILED_PRECONDITION when the target is a directory, or `offset` differs from the
+        bytes held (the message says how many: continue from there); NOT_FOUND when
+        `offset` is not 0 and nothing is held under `request_id` (start again from 0);
+        ABORTED while another Upload with the same `request_id` is running (retry when it
+        has ended); RESOURCE_EXHAUSTED when the file exceeds the server's upload limit or
+        the quota.
+        """
+
+    @_abc_1.abstractmethod
+    def GetUploadStatus(
+        self,
+        request: _utilities_pb2.GetUploadStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_utilities_pb2.GetUploadStatusResponse, _abc.Awaitable[_utilities_pb2.GetUploadStatusResponse]]:
+        """What the server holds of the caller's resumable Upload named by `request_id`: the
+        bytes received so far (kept after an interrupted stream), their SHA-256, the target
+        and when the partial file is removed unless the upload continues. Compare the
+        SHA-256 with that of the same prefix of the local file, then continue with `offset`
+        = `size`; on a mismatch start again from offset 0. An upload that completed under
+        this request id (within 24 hours) answers `complete` with the written file's size
+        and SHA-256.
+        Scope: `write`.
+        Errors: INVALID_ARGUMENT for a missing or malformed `request_id`; NOT_FOUND when the
+        caller has no upload under `request_id` (never started, expired, or not resumable):
+        start again from offset 0; ABORTED while an Upload with this request id is running
+        (retry when it has ended).
+        """
+
+    @_abc_1.abstractmethod
+    def UploadFiles(
+        self,
+        request_iterator: _MaybeAsyncIterator[_utilities_pb2.UploadFilesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_utilities_pb2.UploadFilesResponse], _abc.AsyncIterator[_utilities_pb2.UploadFilesResponse]]:
+        """Writes many small files in one stream (a transfer of a tree of small files between
+        facilities). First message a header (system, directory, verify), then batches of
+        files, each with its content and SHA-256; every batch is answered, in order, by one
+        response listing the files now in place. Each file is checked against its SHA-256
+        before it is written, written to a temporary name beside its target (replacing an
+        existing file atomically) and, with `verify`, re-read and checked again before the
+        rename: a file listed in a response is complete and verified. A batch stops at its
+        first file that cannot be written; its response names that file and why, and the
+        stream goes on (the client may send that file again, e.g. with Upload).
+        Scope: `write`.
+        Errors (ending the stream): INVALID_ARGUMENT when the first message is not a
+        header, a later one is, or a path is not relative (empty, absolute, `.` or `..`
+        components); RESOURCE_EXHAUSTED when a batch holds more files or bytes than the
+        server's batch limits (the message says them).
+        """
+
+    @_abc_1.abstractmethod
+    def DownloadFiles(
+        self,
+        request: _utilities_pb2.DownloadFilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_utilities_pb2.DownloadFilesResponse], _abc.AsyncIterator[_utilities_pb2.DownloadFilesResponse]]:
+        """Reads many small regular files below a directory in one stream: their contents and
+        SHA-256s, in the order asked, in responses of up to a few MiB each. Stops at the
+        first file that cannot be read; the last response names it and why.
+        Scope: `read`.
+        Errors: INVALID_ARGUMENT when a path is not relative, or more files are asked than
+        the server's batch limit.
         """
 
     @_abc_1.abstractmethod

@@ -274,6 +274,7 @@ class Gateway:
             for system_id, hub in self.hubs.items():
                 self._tasks.append(asyncio.create_task(hub.run(), name=f"jobs-{system_id}"))
         self._tasks.append(asyncio.create_task(self._serve_when_probed(), name="readiness"))
+        self._tasks.append(asyncio.create_task(self.utilities.sweep_uploads(), name="uploads"))
         host = self.config.server.listen.rsplit(":", 1)[0]
         log.info(
             "listening",

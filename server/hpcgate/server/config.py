@@ -154,6 +154,10 @@ class FilesConfig:
     max_chunk_size: int = 3 * 1024 * 1024
     # Largest file Upload accepts, bytes (enforced while streaming).
     upload_max_bytes: int = 100 * 1024**3
+    # Seconds the partial file of an interrupted resumable Upload is kept after its last
+    # stream ended, and seconds between sweeps removing expired ones.
+    upload_resume_retention: float = 86400.0
+    upload_sweep_interval: float = 600.0
     # Synchronous Copy (and cross-filesystem Move) limits; beyond them: StartTransfer.
     copy_max_bytes: int = 1024**3
     copy_max_files: int = 10000
@@ -998,6 +1002,10 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             download_chunk_size=s.integer("download_chunk_size", d.download_chunk_size, 4096),
             max_chunk_size=s.integer("max_chunk_size", d.max_chunk_size, 4096),
             upload_max_bytes=s.integer("upload_max_bytes", d.upload_max_bytes),
+            upload_resume_retention=s.seconds(
+                "upload_resume_retention", d.upload_resume_retention, 1.0
+            ),
+            upload_sweep_interval=s.seconds("upload_sweep_interval", d.upload_sweep_interval, 1.0),
             copy_max_bytes=s.integer("copy_max_bytes", d.copy_max_bytes, 0),
             copy_max_files=s.integer("copy_max_files", d.copy_max_files),
             view_default_bytes=s.integer("view_default_bytes", d.view_default_bytes),

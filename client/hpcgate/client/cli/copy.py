@@ -51,14 +51,23 @@ def _report(s: Session, key: str, done: list[Transferred]) -> None:
 @click.option("-r", "--recursive", is_flag=True, help="Copy directories recursively.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing remote files.")
 @click.option("-p", "--preserve", is_flag=True, help="Keep modes and modification times.")
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Continue an interrupted upload of a file of 8 MiB or more from what the server "
+    "holds (when its SHA-256 matches the local file's start).",
+)
 @async_command
 async def put(
-    s: Session, paths: tuple[str, ...], recursive: bool, force: bool, preserve: bool
-) -> None:
+    s: Session, paths: tuple[str, ...], recursive: bool, force: bool, preserve: bool,
+    resume: bool,
+) -> None:  # fmt: skip
     """Upload files (or with -r directories).
 
     With several sources, or a REMOTE that is a directory (or ends in /), each goes
-    inside it under its own name; otherwise REMOTE is the new file's full path."""
+    inside it under its own name; otherwise REMOTE is the new file's full path. An
+    interrupted upload continues where it stopped when run again (--no-resume: anew)."""
     sources, remote = _split(paths, "local")
     await s.system()
     destination = await s.path(remote)
@@ -73,8 +82,9 @@ async def put(
             target = posixpath.join(destination, name) if into else destination
             bar = file_bar(progress, name, None)
             sent = await s.client.files.upload(
-                source, target, recursive=is_dir, overwrite=force, preserve=preserve, progress=bar
-            )
+                source, target, recursive=is_dir, overwrite=force, preserve=preserve,
+                progress=bar, resume=resume,
+            )  # fmt: skip
             done += sent if isinstance(sent, list) else [sent]
     _report(s, "uploaded", done)
 

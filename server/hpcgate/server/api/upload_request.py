@@ -15,6 +15,11 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def request_id_checked(value: str, field: str, errors: FieldViolations) -> None:
+    if not _REQUEST_ID.match(value):
+        errors.add(field, "1-128 characters of A-Z a-z 0-9 . _ : -")
+
+
 def upload_target(
     header: utilities_pb2.UploadHeader, path: str, errors: FieldViolations
 ) -> UploadTarget:
@@ -28,6 +33,14 @@ def upload_target(
         errors.add("header.mtime", "must not be before 1970")
     if header.request_id and not _REQUEST_ID.match(header.request_id):
         errors.add("header.request_id", "1-128 characters of A-Z a-z 0-9 . _ : -")
+    if header.resumable and not header.request_id:
+        errors.add("header.request_id", "a resumable upload needs one (it names the upload)")
+    if header.resumable and not header.HasField("expected_size"):
+        errors.add("header.expected_size", "a resumable upload needs it (to know it is whole)")
+    if header.offset and not header.resumable:
+        errors.add("header.offset", "only a resumable upload continues at an offset")
+    elif header.HasField("expected_size") and header.offset > header.expected_size:
+        errors.add("header.offset", f"is beyond the expected size of {header.expected_size}")
     return UploadTarget(
         path=path,
         shown_path=header.path or path,
@@ -36,14 +49,18 @@ def upload_target(
         expected_size=header.expected_size if header.HasField("expected_size") else None,
         expected_sha256=header.expected_sha256,
         mtime_ns=header.mtime.ToNanoseconds() if mtime is not None else None,
+        resumable=header.resumable,
+        offset=header.offset,
     )
 
 
 def fingerprint(header: utilities_pb2.UploadHeader, system: str) -> str:
-    """What makes two uploads under one request_id the same upload."""
+    """What makes two uploads under one request_id the same upload (a resumed one sends
+    the same header at another offset)."""
     copy = utilities_pb2.UploadHeader()
     copy.CopyFrom(header)
     copy.request_id = ""
+    copy.offset = 0
     copy.system = system
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import os
 from collections.abc import AsyncIterator
+from dataclasses import astuple
 from typing import Any
 
 import grpc
 
 from hpcgate.server import privsep
+from hpcgate.server.api import file_batches
 from hpcgate.server.api.command_request import command_spec
 from hpcgate.server.api.convert.files import (
     CHECKSUM_ALGORITHMS,
@@ -28,7 +31,12 @@ from hpcgate.server.api.convert.files import (
 )
 from hpcgate.server.api.errors import ApiError, FieldViolations
 from hpcgate.server.api.resources import lookup_system, unknown_system
-from hpcgate.server.api.upload_request import chunk_data, fingerprint, upload_target
+from hpcgate.server.api.upload_request import (
+    chunk_data,
+    fingerprint,
+    request_id_checked,
+    upload_target,
+)
 from hpcgate.server.auth.caller import current_caller
 from hpcgate.server.config import Config, SystemConfig
 from hpcgate.server.files import modes, paths, reading, uploads
@@ -37,9 +45,12 @@ from hpcgate.server.files.commands import CommandRunner
 from hpcgate.server.files.descriptors import Descriptor
 from hpcgate.server.files.errors import file_error
 from hpcgate.server.files.paths import display
+from hpcgate.server.files.resumable import PartialKey, ResumableUploads
 from hpcgate.server.state.store import StateStore
 from hpcgate.server.users import identity_of
 from hpcgate.v1 import utilities_pb2, utilities_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 _LIST_TOKEN = b"n:"
 
@@ -62,6 +73,7 @@ class UtilitiesServicer(utilities_pb2_grpc.UtilitiesServiceServicer):
         self.limits = config.files
         self.users = users
         self.uploads = uploads.UploadRequests(store)
+        self.resumable = ResumableUploads(store, config.files.upload_resume_retention)
         self.commands = CommandRunner(config.commands, users)
 
     # -- helpers ------------------------------------------------------------------------
@@ -397,14 +409,82 @@ class UtilitiesServicer(utilities_pb2_grpc.UtilitiesServiceServicer):
                         "the last 24 hours; use a new request_id",
                     )
                 return upload_response(found[1])
-        uploaded = await uploads.receive(
-            files, target, chunk_data(stream), self.limits.upload_max_bytes
-        )
+        if target.resumable:
+            key = PartialKey(user, system, header.request_id)
+            uploaded = await self.resumable.receive(
+                files, key, request_hash, target, chunk_data(stream), self.limits.upload_max_bytes
+            )
+        else:
+            uploaded = await uploads.receive(
+                files, target, chunk_data(stream), self.limits.upload_max_bytes
+            )
         if header.request_id:
             await asyncio.to_thread(
                 self.uploads.record, user, system, header.request_id, request_hash, uploaded
             )
         return upload_response(uploaded)
+
+    async def GetUploadStatus(
+        self,
+        request: utilities_pb2.GetUploadStatusRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> utilities_pb2.GetUploadStatusResponse:
+        errors = FieldViolations()
+        system = self._system(request.system, errors)
+        request_id_checked(request.request_id, "request_id", errors)
+        errors.raise_if_any()
+        files = await self._access(system)
+        key = PartialKey(files.identity.name, system, request.request_id)
+        held = await self.resumable.status(files, key)
+        if held is not None:
+            status = utilities_pb2.GetUploadStatusResponse(
+                path=held.path, size=held.size, sha256=held.sha256
+            )
+            status.expire_time.FromNanoseconds(int(held.expires_at * 1e9))
+            return status
+        found = await asyncio.to_thread(self.uploads.find, *astuple(key))
+        if found is None:
+            raise ApiError(
+                grpc.StatusCode.NOT_FOUND,
+                f"you have no upload under request_id {request.request_id!r} on {system} "
+                "(never started as resumable, or expired): upload from offset 0",
+            )
+        done = found[1]
+        return utilities_pb2.GetUploadStatusResponse(
+            path=done.path, size=done.size, sha256=done.sha256, complete=True
+        )
+
+    async def sweep_uploads(self) -> None:
+        """Removes expired partial uploads every `upload_sweep_interval` seconds."""
+        while True:
+            await asyncio.sleep(self.limits.upload_sweep_interval)
+            try:
+                await self.resumable.sweep(self._access_as)
+            except Exception:  # the state store down: the next sweep tries again
+                log.warning("sweeping expired partial uploads failed", exc_info=True)
+
+    async def _access_as(self, user: str, system_id: str) -> FileAccess:
+        system = self._system_config(system_id)
+        return FileAccess(self.users, await identity_of(self.users, user), system, self.limits)
+
+    # -- many small files (api/file_batches.py) -----------------------------------------
+
+    async def UploadFiles(
+        self,
+        request_iterator: AsyncIterator[utilities_pb2.UploadFilesRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[utilities_pb2.UploadFilesResponse]:
+        stream = aiter(request_iterator)
+        async for response in file_batches.upload_files(self._access, stream, self._system):
+            yield response
+
+    async def DownloadFiles(
+        self,
+        request: utilities_pb2.DownloadFilesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[utilities_pb2.DownloadFilesResponse]:
+        async for response in file_batches.download_files(self._access, request, self._system):
+            yield response
 
     # -- commands -----------------------------------------------------------------------
 

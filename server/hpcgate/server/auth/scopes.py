@@ -54,6 +54,9 @@ METHOD_SCOPES: dict[str, str | None] = {
     "/hpcgate.v1.UtilitiesService/View": READ,
     "/hpcgate.v1.UtilitiesService/Download": READ,
     "/hpcgate.v1.UtilitiesService/Upload": WRITE,
+    "/hpcgate.v1.UtilitiesService/GetUploadStatus": WRITE,
+    "/hpcgate.v1.UtilitiesService/UploadFiles": WRITE,
+    "/hpcgate.v1.UtilitiesService/DownloadFiles": READ,
     "/hpcgate.v1.UtilitiesService/RunCommand": EXECUTE,
     # StorageService
     "/hpcgate.v1.StorageService/ListFilesystems": READ,

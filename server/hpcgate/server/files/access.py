@@ -20,7 +20,7 @@ from hpcgate.server import privsep
 from hpcgate.server.config import FilesConfig, SystemConfig
 from hpcgate.server.errors import Code
 from hpcgate.server.files.errors import file_error
-from hpcgate.server.privsep.replies import Copied, Described, WalkPage
+from hpcgate.server.privsep.replies import BatchRead, BatchWritten, Copied, Described, WalkPage
 
 
 def expand_roots(templates: tuple[str, ...], identity: privsep.UserIdentity) -> list[str] | None:
@@ -141,6 +141,29 @@ class FileAccess:
         async with self._worker(f"flushing {path}") as worker:
             await worker.syncfs(path, roots=self.roots, deadline=self._long)
 
+    async def copy_files(
+        self, source: str, destination: str, items: list[dict[str, Any]], *, verify: bool
+    ) -> BatchWritten:
+        """Copies a batch of small regular files between two trees (worker.op_copy_files)."""
+        async with self._worker(f"copying files from {source} to {destination}") as worker:
+            return await worker.copy_files(
+                source, destination, items, verify=verify, roots=self.roots, deadline=self._long
+            )
+
+    async def read_files(self, path: str, items: list[dict[str, Any]]) -> BatchRead:
+        """Contents of a batch of small regular files below `path` (worker.op_read_files)."""
+        async with self._worker(f"reading files below {path}") as worker:
+            return await worker.read_files(path, items, roots=self.roots, deadline=self._long)
+
+    async def write_files(
+        self, path: str, items: list[dict[str, Any]], *, verify: bool
+    ) -> BatchWritten:
+        """Writes a batch of small files below `path` (worker.op_write_files)."""
+        async with self._worker(f"writing files below {path}") as worker:
+            return await worker.write_files(
+                path, items, verify=verify, roots=self.roots, deadline=self._long
+            )
+
     async def walk_page(self, path: str, *, after: str, limit: int) -> WalkPage:
         async with self._worker(f"listing {path}") as worker:
             return await worker.walk(
@@ -192,6 +215,17 @@ class FileAccess:
                 upload.path, upload.temp, mode=upload.mode, overwrite=overwrite,
                 mtime_ns=mtime_ns, roots=self.roots,
             )  # fmt: skip
+
+    async def upload_reopen(self, path: str, temp: str, mode: int) -> tuple[Upload, int]:
+        """The kept temporary file of a resumable upload, read-write, and its size."""
+        async with self._worker(f"resuming the upload of {path}") as worker:
+            size, fd = await worker.upload_reopen(path, temp, roots=self.roots)
+        return Upload(path, temp, mode, fd), size
+
+    async def upload_remove(self, path: str, temp: str) -> None:
+        """Removes the temporary file `temp` beside `path` (an expired partial upload)."""
+        async with self._worker(f"removing the partial upload of {path}") as worker:
+            await worker.upload_abort(path, temp)
 
     async def upload_abort(self, upload: Upload) -> None:
         """Removes the temporary file; never raises (called on failure paths)."""

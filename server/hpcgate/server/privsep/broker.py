@@ -56,7 +56,15 @@ from hpcgate.server.privsep.launcher import (
     user_env,
 )
 from hpcgate.server.privsep.policy import Policy
-from hpcgate.server.privsep.replies import Copied, Described, ListPage, UploadBegun, WalkPage
+from hpcgate.server.privsep.replies import (
+    BatchRead,
+    BatchWritten,
+    Copied,
+    Described,
+    ListPage,
+    UploadBegun,
+    WalkPage,
+)
 from hpcgate.server.privsep.spawner import SpawnerClient
 from hpcgate.server.privsep.worker import HEADER, MAX_FDS, MAX_FRAME
 
@@ -596,6 +604,13 @@ class UserWorker:
     async def upload_abort(self, path: str, temp: str) -> None:
         await self._file_op("upload_abort", {"path": path, "temp": temp})
 
+    async def upload_reopen(self, path: str, temp: str, *, roots: Roots) -> tuple[int, int]:
+        """The size of a kept temporary file and a read-write descriptor of it (the caller
+        closes it)."""
+        args = {"path": path, "temp": temp, "roots": roots}
+        result, fds = await self._file_fd("upload_reopen", args, idempotent=True)
+        return int(result["size"]), fds[0]
+
     async def walk(
         self, path: str, *, after: str, limit: int, roots: Roots, deadline: float | None = None
     ) -> WalkPage:
@@ -608,6 +623,32 @@ class UserWorker:
     async def syncfs(self, path: str, *, roots: Roots, deadline: float | None = None) -> None:
         """syncfs(2) of the filesystem holding `path`."""
         await self._file_op("syncfs", {"path": path, "roots": roots}, deadline=deadline)
+
+    # Batches of small files (worker.py: op_copy_files, op_read_files, op_write_files).
+
+    async def copy_files(
+        self, source: str, destination: str, items: list[dict[str, Any]], *, verify: bool,
+        roots: Roots, deadline: float | None = None,
+    ) -> BatchWritten:  # fmt: skip
+        args = {"source": source, "destination": destination, "items": items,
+                "verify": verify, "roots": roots}  # fmt: skip
+        result = await self._file_op("copy_files", args, idempotent=False, deadline=deadline)
+        return cast(BatchWritten, result)
+
+    async def read_files(
+        self, path: str, items: list[dict[str, Any]], *, roots: Roots,
+        deadline: float | None = None,
+    ) -> BatchRead:  # fmt: skip
+        args = {"path": path, "items": items, "roots": roots}
+        return cast(BatchRead, await self._file_op("read_files", args, deadline=deadline))
+
+    async def write_files(
+        self, path: str, items: list[dict[str, Any]], *, verify: bool, roots: Roots,
+        deadline: float | None = None,
+    ) -> BatchWritten:  # fmt: skip
+        args = {"path": path, "items": items, "verify": verify, "roots": roots}
+        result = await self._file_op("write_files", args, idempotent=False, deadline=deadline)
+        return cast(BatchWritten, result)
 
 
 def _single(fds: list[int]) -> int:

@@ -61,3 +61,37 @@ class WalkPage(TypedDict):
 class UploadBegun(TypedDict):
     temp: str  # the temporary file's name beside the target
     mode: int  # the mode it gets when committed
+
+
+class BatchFailure(TypedDict):
+    """The file a batch stopped at, and why (an errno and the worker's message)."""
+
+    rel: str
+    errno: int
+    message: str
+
+
+class BatchFile(TypedDict):
+    rel: str
+    size: int
+    sha256: str
+
+
+class BatchWritten(TypedDict, total=False):
+    """copy_files / write_files: the files now in place, in order, and where it stopped."""
+
+    done: list[BatchFile]
+    failed: BatchFailure
+
+
+class FileContent(TypedDict):
+    rel: str
+    data: str  # base64
+    sha256: str
+
+
+class BatchRead(TypedDict, total=False):
+    """read_files: contents in order, up to the worker's byte budget, and where it stopped."""
+
+    files: list[FileContent]
+    failed: BatchFailure

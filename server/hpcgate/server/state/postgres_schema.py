@@ -160,4 +160,21 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (system, job_id)
     );
     """,
+    # Resumable uploads held after an interrupted stream (SQLite's, state/store.py).
+    """
+    CREATE TABLE upload_partials (
+        "user" TEXT NOT NULL,
+        system TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        path TEXT NOT NULL,
+        temp TEXT NOT NULL,
+        mode INTEGER NOT NULL,
+        size BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY ("user", system, request_id)
+    );
+    CREATE INDEX upload_partials_expiry ON upload_partials(expires_at);
+    """,
 )

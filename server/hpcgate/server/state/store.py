@@ -174,6 +174,25 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tasks ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE tasks ADD COLUMN lease_until INTEGER;
     """,
+    # Resumable uploads held after an interrupted stream (files/uploads.py): the hidden
+    # temporary file `temp` beside `path`, removed as `user` once `expires_at` passes.
+    # size -1: not measured (the stream is running, or the server stopped mid-stream).
+    """
+    CREATE TABLE upload_partials (
+        user TEXT NOT NULL,
+        system TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        path TEXT NOT NULL,
+        temp TEXT NOT NULL,
+        mode INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (user, system, request_id)
+    );
+    CREATE INDEX upload_partials_expiry ON upload_partials(expires_at);
+    """,
 )
 # Serialises migrations of replicas starting at once (pg_advisory_xact_lock key).
 _MIGRATION_LOCK = 0x68706367  # "hpcg"

@@ -90,9 +90,12 @@ CHECKSUM_ALGORITHMS = {
 def download_message(item: FileHeader | Chunk | Trailer) -> utilities_pb2.DownloadResponse:
     """One Download stream message."""
     if isinstance(item, Chunk):
-        return utilities_pb2.DownloadResponse(
-            chunk=utilities_pb2.DownloadChunk(offset=item.offset, data=item.data)
-        )
+        # Filled in place: DownloadResponse(chunk=DownloadChunk(...)) would copy the data
+        # twice more (a submessage passed to a constructor is merged: serialized and parsed).
+        message = utilities_pb2.DownloadResponse()
+        message.chunk.offset = item.offset
+        message.chunk.data = item.data
+        return message
     if isinstance(item, FileHeader):
         header = utilities_pb2.DownloadHeader(size=item.size, mode=item.mode)
         header.mtime.FromNanoseconds(item.mtime_ns)
