@@ -104,7 +104,7 @@ async def test_kill_9_during_a_transfer_then_resume(
             async with grpc.aio.insecure_channel(address) as channel:
                 done = await wait_task(channel, md, name, timeout=180)
             assert done.state == t.TASK_STATE_SUCCEEDED, done.error.message
-            assert done.transfer_result.files_transferred == 2502  # files, big.bin, link
+            assert done.transfer_result.files_transferred == 2502  # files, zz-big.bin, link
             assert snapshot(directory / "dst") == snapshot(directory / "src")
             assert owners(directory / "dst") == {1001}
             assert not [p for p in (directory / "dst").rglob("*.part")]

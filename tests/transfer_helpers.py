@@ -29,7 +29,9 @@ def make_tree(root: Path, user: str, files: int = 200, big: int = 0) -> None:
         os.utime(path, ns=(1_600_000_000_000_000_000 + i, 1_600_000_000_000_000_000 + i * 10**9))
     os.symlink("d0/e0", root / "link-to-d0")
     if big:
-        with open(root / "big.bin", "wb") as f:
+        # Last in walk order: the small files (fast, in batches) are done and checkpointed
+        # before it, so tests that interrupt a transfer have its copy as their window.
+        with open(root / "zz-big.bin", "wb") as f:
             block = os.urandom(1024 * 1024)
             for i in range(big // len(block)):
                 f.write(i.to_bytes(8, "big") + block[8:])

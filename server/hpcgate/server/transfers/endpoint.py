@@ -36,6 +36,24 @@ class Written:
     sha256: str  # of the bytes written, re-read from the destination when verified
 
 
+@dataclass(frozen=True)
+class FileData:
+    """A small file read whole, with the SHA-256 the source computed as it read it."""
+
+    rel: str  # below the root it was read from
+    data: bytes
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a batch of small files did: the files now in place (verified when asked), in
+    order, and the file it stopped at, if any (the engine then handles that file alone)."""
+
+    done: list[tuple[str, Written]]  # (rel, what the destination holds)
+    stopped_at: str | None = None
+
+
 class Endpoint(Protocol):
     label: str  # e.g. "local:/home/alice/data" or "site-b:/scratch/bob", for messages
 
@@ -70,6 +88,19 @@ class Endpoint(Protocol):
         DATA_LOSS and leaves nothing); a peer can only compare after its Upload has
         completed. If anything fails or the task is cancelled, nothing appears under
         `path` (locally; on a peer, its Upload guarantees the same)."""
+        ...
+
+    async def read_files(self, root: str, items: list[Item]) -> tuple[list[FileData], str | None]:
+        """The contents of small regular files below `root`, in order, hashed as read; may
+        return fewer than asked (a size budget) and the rel of a file that could not be
+        read (second value), where the list stops."""
+        ...
+
+    async def write_files(
+        self, root: str, files: list[tuple[Item, FileData]], *, preserve: bool, verify: bool
+    ) -> BatchOutcome:
+        """Writes small files below `root` (their directories exist), each atomically as
+        `write_file` does, refusing a content whose SHA-256 is not the one given."""
         ...
 
     async def make_directory(self, path: str, mode: int | None) -> bool:

@@ -10,6 +10,7 @@ and only then renamed into place.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import os
@@ -22,9 +23,16 @@ from hpcgate.server.errors import DomainError
 from hpcgate.server.files.access import FileAccess
 from hpcgate.server.files.descriptors import Descriptor, read_exactly, write_all
 from hpcgate.server.files.reading import HASH_BLOCK
-from hpcgate.server.privsep.replies import WalkItem
+from hpcgate.server.privsep.replies import BatchWritten, WalkItem
 from hpcgate.server.tasks.model import TaskFailed
-from hpcgate.server.transfers.endpoint import Item, ItemKind, Written
+from hpcgate.server.transfers.endpoint import (
+    BatchOutcome,
+    Endpoint,
+    FileData,
+    Item,
+    ItemKind,
+    Written,
+)
 
 DATA_LOSS = 15  # google.rpc.Code
 CHUNK = 4 * 1024 * 1024  # local reads: large enough that thread hops do not dominate
@@ -49,6 +57,18 @@ def _item(data: WalkItem) -> Item:
         mtime_ns=int(data["mtime_ns"]),
         link=data.get("link") or "",
     )
+
+
+def _batch_item(item: Item, preserve: bool) -> dict[str, Any]:
+    if preserve:
+        return {"rel": item.rel, "mode": item.mode, "mtime_ns": item.mtime_ns}
+    return {"rel": item.rel}
+
+
+def _outcome(answer: BatchWritten) -> BatchOutcome:
+    done = [(f["rel"], Written(f["size"], f["sha256"])) for f in answer.get("done", [])]
+    failed = answer.get("failed")
+    return BatchOutcome(done, failed["rel"] if failed else None)
 
 
 class LocalEndpoint:
@@ -194,6 +214,50 @@ class LocalEndpoint:
             raise TaskFailed.from_os_error(e, f"verifying {path}") from None
         finally:
             fd.close()
+
+    # -- batches of small files ------------------------------------------------------------
+
+    async def read_files(self, root: str, items: list[Item]) -> tuple[list[FileData], str | None]:
+        with task_errors():
+            answer = await self.files.read_files(root, [{"rel": i.rel} for i in items])
+        files = [
+            FileData(f["rel"], base64.b64decode(f["data"]), f["sha256"]) for f in answer["files"]
+        ]
+        failed = answer.get("failed")
+        return files, failed["rel"] if failed else None
+
+    async def write_files(
+        self, root: str, files: list[tuple[Item, FileData]], *, preserve: bool, verify: bool
+    ) -> BatchOutcome:
+        self._written_in = root
+        batch = [
+            _batch_item(item, preserve)
+            | {"data": base64.b64encode(data.data).decode(), "sha256": data.sha256}
+            for item, data in files
+        ]
+        with task_errors():
+            answer = await self.files.write_files(root, batch, verify=verify)
+        return _outcome(answer)
+
+    def copies_directly_from(self, source: Endpoint) -> bool:
+        """Whether `copy_files_from` can copy from `source`: the same user's worker does
+        both ends, within the same allowed roots."""
+        return (
+            isinstance(source, LocalEndpoint)
+            and source.files.identity == self.files.identity
+            and source.files.roots == self.files.roots
+        )
+
+    async def copy_files_from(
+        self, source_root: str, root: str, items: list[Item], *, preserve: bool, verify: bool
+    ) -> BatchOutcome:
+        """Copies small files (see `copies_directly_from`) without their bytes passing
+        through this process: one worker request for the whole batch."""
+        self._written_in = root
+        batch = [_batch_item(item, preserve) for item in items]
+        with task_errors():
+            answer = await self.files.copy_files(source_root, root, batch, verify=verify)
+        return _outcome(answer)
 
     async def make_directory(self, path: str, mode: int | None) -> bool:
         try:

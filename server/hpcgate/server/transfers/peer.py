@@ -16,13 +16,17 @@ How the Endpoint methods map onto the peer's RPCs, and what does not map:
   keep the stream object and take `stream.sha256` as the source's hash.
 - `write_file` streams an Upload (overwrite, expected size, mode, mtime): the peer writes
   a temporary file beside the target, fsyncs it and renames it into place only when the
-  whole stream arrived, so a failed or cancelled write leaves nothing under the name. An
-  Upload cannot start at an offset: a peer destination resumes file by file, not within
-  a file. With `verify`, the peer re-reads the file (Checksum) after the rename.
+  whole stream arrived, so a failed or cancelled write leaves nothing under the name.
+  With `resume_key` the Upload is resumable: the peer keeps what arrived when the stream
+  breaks, `held(path, key)` says how much (GetUploadStatus) and a write with `offset`
+  sends only the rest. With `verify`, the peer re-reads the file (Checksum) after the
+  rename.
 - `set_attributes` can change modes only: the peer has no RPC to set a modification time
   after the fact. Files get theirs with the Upload; directories keep the time of their
   last change there.
-- `flush` does nothing: the peer fsyncs every upload before renaming it into place.
+- Small files travel in batches (peer_batches.py: UploadFiles, DownloadFiles); `flush`
+  asks the peer for one syncfs of what they wrote (each Upload is fsynced by the peer
+  before its rename).
 - Names that are not valid UTF-8 are listed with surrogate escapes (as os.fsdecode does)
   and can be read, stat'ed and removed (`path_bytes`); the peer cannot create them
   (INVALID_ARGUMENT naming the path).
@@ -53,7 +57,8 @@ from hpcgate.client.errors import from_rpc_error
 from hpcgate.server.config import PeerConfig
 from hpcgate.server.errors import Code
 from hpcgate.server.tasks.model import TaskFailed
-from hpcgate.server.transfers.endpoint import Item, ItemKind, Written
+from hpcgate.server.transfers.endpoint import BatchOutcome, FileData, Item, ItemKind, Written
+from hpcgate.server.transfers.peer_batches import PeerBatches
 from hpcgate.v1 import utilities_pb2 as u
 from hpcgate.v1 import utilities_pb2_grpc
 
@@ -67,6 +72,9 @@ LIST_PAGE = 1000
 # Bytes per second the peer is at least expected to fsync or hash a file at: bounds the
 # wait for an Upload's response and for a verifying Checksum on top of `peer.timeout`.
 SLOWEST_DISK = 10 * 1024 * 1024
+# Seconds allowed on top of `peer.timeout` for GetUploadStatus, which may hash the held
+# bytes of an upload from the peer's disk.
+HELD_HASH_WAIT = 600.0
 
 _KINDS: dict[int, ItemKind] = {
     u.FILE_TYPE_FILE: "file",
@@ -139,6 +147,7 @@ class PeerEndpoint:
         self.credentials: ClientCredentials | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: utilities_pb2_grpc.UtilitiesServiceAsyncStub | None = None
+        self.batches = PeerBatches(self)
         if peer.plaintext_off_loopback:
             log.warning(
                 "TRANSFER WITH PEER %s AT %s WITHOUT TLS: its tokens and the data cross the "
@@ -329,11 +338,18 @@ class PeerEndpoint:
         mtime_ns: int | None,
         verify: bool,
         expected: Callable[[], str] | None = None,
+        resume_key: str | None = None,
+        offset: int = 0,
     ) -> Written:
         """Uploads `chunks`. The peer renames the file into place once it has all of it,
         before `expected()` (the source's hash, known only then) can be compared: a
         mismatch is DATA_LOSS like at a local destination, but the file stays (the retry
-        replaces it)."""
+        replaces it).
+
+        With `resume_key` the Upload is resumable under that request id: an interrupted
+        one leaves its bytes at the peer (`held` says how many), and a write with
+        `offset` > 0 continues it, `chunks` yielding the bytes from `offset` on (`size`
+        stays the whole file's)."""
         header = u.UploadHeader(
             system=self.peer.system,
             path=self._text(path, "Upload"),
@@ -344,16 +360,20 @@ class PeerEndpoint:
             header.mode = mode
         if mtime_ns is not None:
             header.mtime.FromNanoseconds(mtime_ns)
+        if resume_key is not None:
+            header.resumable, header.request_id, header.offset = True, resume_key, offset
+        # A continuing peer first hashes the bytes it holds: its first reads wait for that.
+        patience = offset / SLOWEST_DISK
         call = self.stub.Upload(None)  # written message by message, below
         finished = False
         try:
             try:
-                await self._send(call, u.UploadRequest(header=header), path)
+                await self._send(call, u.UploadRequest(header=header), path, patience)
                 async for data in chunks:
                     for start in range(0, len(data), CHUNK):
                         chunk = u.UploadChunk(data=data[start : start + CHUNK])
-                        await self._send(call, u.UploadRequest(chunk=chunk), path)
-                await self._send(call, None, path)
+                        await self._send(call, u.UploadRequest(chunk=chunk), path, patience)
+                await self._send(call, None, path, patience)
             except asyncio.InvalidStateError:
                 pass  # the peer ended the call early (refused it): its status says why
             try:
@@ -385,13 +405,34 @@ class PeerEndpoint:
             )
         return written
 
-    async def _send(self, call: Any, message: u.UploadRequest | None, path: str) -> None:
-        """One message (None: the half-close), bounded by the peer's timeout."""
+    async def _send(
+        self, call: Any, message: u.UploadRequest | None, path: str, patience: float = 0.0
+    ) -> None:
+        """One message (None: the half-close), bounded by the peer's timeout (plus
+        `patience` seconds)."""
         step = call.write(message) if message is not None else call.done_writing()
         try:
-            await asyncio.wait_for(step, self.peer.timeout)
+            await asyncio.wait_for(step, self.peer.timeout + patience)
         except TimeoutError:
             raise self._silent("uploading", path) from None
+
+    async def held(self, path: str, key: str) -> tuple[int, str] | None:
+        """Bytes the peer holds of the unfinished resumable upload `key` to `path` and
+        their SHA-256; None when it holds none (never begun, expired, completed, or
+        begun for another path)."""
+        request = u.GetUploadStatusRequest(system=self.peer.system, request_id=key)
+        try:
+            # The peer may hash what it holds from its disk first.
+            reply = await self.stub.GetUploadStatus(
+                request, timeout=self.peer.timeout + HELD_HASH_WAIT
+            )
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise self._failure(e, "asking what is held of", path) from None
+        if reply.complete or reply.path != path:
+            return None
+        return reply.size, reply.sha256
 
     async def _reread(self, path: str, uploaded: Written) -> Written:
         """What the peer holds now, hashed from its disk (the Upload's own hash is of the
@@ -471,10 +512,22 @@ class PeerEndpoint:
         )
         await self._unary(self.stub.Remove(request, timeout=self.peer.timeout), "removing", path)
 
+    async def read_files(self, root: str, items: list[Item]) -> tuple[list[FileData], str | None]:
+        return await self.batches.read(self._text(root, "DownloadFiles"), items)
+
+    async def write_files(
+        self, root: str, files: list[tuple[Item, FileData]], *, preserve: bool, verify: bool
+    ) -> BatchOutcome:
+        root = self._text(root, "UploadFiles")
+        return await self.batches.write(root, files, preserve=preserve, verify=verify)
+
     async def flush(self) -> None:
-        return None  # every Upload was fsynced by the peer before its rename
+        # Every Upload was fsynced by the peer before its rename; UploadFiles's files are
+        # made durable here, all at once.
+        await self.batches.sync()
 
     async def close(self) -> None:
+        await self.batches.close()
         if self._channel is not None:
             await self._channel.close(None)
 
