@@ -1,15 +1,25 @@
-"""Download and Upload throughput of a large file, against `cat` and `cp` on the same machine.
+"""Download and Upload of a large file, against a bare grpc.aio server, `cat` and `cp`.
 
-Starts `hpcgate-server serve` on loopback, writes a file of random bytes (1 GiB by default)
-into a fresh directory in alice's home, and moves it through UtilitiesService as alice
-(token scopes read + write): Download (consumed and discarded by this client) and Upload
-(read from the file by this client in chunk-size pieces), for each chunk size. Beside them,
-the same file through `cat FILE > /dev/null` (the baseline for Download) and
-`cp FILE COPY` in the same directory (the baseline for Upload). Per transfer: throughput,
-the ratio gateway/baseline, the server process's CPU (user+sys from /proc/PID/stat) and its
-RSS (before, and the peak sampled every 50 ms from /proc/PID/status). Prints a table.
+Starts `hpcgate-server serve` on loopback and, beside it, a bare grpc.aio server (a generic
+handler in this file, no hpcgate code) that streams raw bytes to its client and takes raw
+bytes from it: the ceiling of grpc.aio on this machine for each message size. Writes a file
+of random bytes (1 GiB by default) in a fresh directory in alice's home, then, for each
+round and each message size, moves it:
 
-    .venv/bin/python bench/files_bench.py [--size 1G] [--chunks 64K,256K,1M,2M]
+  bare down / bare up   the bare server sends / receives `size` bytes in messages of the
+                        size (one preallocated buffer: no disk, no hashing, no protobuf)
+  Download / Upload     UtilitiesService as alice through the stubs: Download consumed and
+                        discarded here (the trailer's SHA-256 checked), Upload read from the
+                        file in messages of the size (the server checks size and SHA-256)
+  files.download/upload the client library (hpcgate.client), with its defaults: a `.part`
+                        written, hashed and renamed here / read and hashed here
+
+and, as baselines, `cat FILE > /dev/null` and `cp FILE COPY`. Per row: MiB/s, the ratio to
+the bare ceiling of the same message size (and to cat/cp), CPU-seconds per GiB of the
+client (this process) and of the server (process + privsep workers), and peak RSS of both
+(VmHWM, reset through /proc/PID/clear_refs before each run). Medians over the rounds.
+
+    .venv/bin/python bench/files_bench.py [--size 1G] [--chunks 1M,4M] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -19,117 +29,177 @@ import asyncio
 import hashlib
 import os
 import pwd
+import resource
 import shutil
+import statistics
+import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
-from common import (
-    GiB,
-    MiB,
-    cpu_seconds,
-    descendants_cpu_seconds,
-    free_port,
-    human,
-    parse_size,
-    rss_mib,
-)
+from common import GiB, MiB, cpu_seconds, descendants_cpu_seconds, free_port, human, parse_size
 
+from hpcgate.client import Client
+from hpcgate.client.files import CHUNK as UPLOAD_CHUNK
 from hpcgate.v1 import utilities_pb2 as u
 from hpcgate.v1 import utilities_pb2_grpc
 
 BIN = Path(sys.executable).parent
 USER = "alice"
-# Larger than any chunk (2 MiB) plus protobuf framing; the server allows 4 MiB by default.
+BARE = "/bare.Bytes/"
+# Room for the largest message (4 MiB of data plus framing) on every channel and server.
+MESSAGE_LIMIT = 8 * MiB
 CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 8 * MiB),
-    ("grpc.max_send_message_length", 8 * MiB),
+    ("grpc.max_receive_message_length", MESSAGE_LIMIT),
+    ("grpc.max_send_message_length", MESSAGE_LIMIT),
 ]
 
 
+# -- the bare server (a subprocess: its CPU and memory are measured apart) --------------------
+
+
+async def bare_download(request: bytes, context: Any) -> AsyncIterator[bytes]:
+    size, chunk = struct.unpack("<QQ", request)
+    block = os.urandom(chunk)
+    for at in range(0, size, chunk):
+        yield block if at + chunk <= size else block[: size - at]
+
+
+async def bare_upload(requests: AsyncIterator[bytes], context: Any) -> bytes:
+    total = 0
+    async for data in requests:
+        total += len(data)
+    return struct.pack("<Q", total)
+
+
+async def serve_bare(port: int) -> None:
+    server = grpc.aio.server(options=[*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)])
+    handlers = {  # no serializers: messages are the bytes themselves
+        "Download": grpc.unary_stream_rpc_method_handler(bare_download),
+        "Upload": grpc.stream_unary_rpc_method_handler(bare_upload),
+    }
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bare.Bytes", handlers)])
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    print("ready", flush=True)
+    await server.wait_for_termination()
+
+
+async def bare_fetch(channel: grpc.aio.Channel, size: int, chunk: int) -> str:
+    received = 0
+    async for data in channel.unary_stream(BARE + "Download")(struct.pack("<QQ", size, chunk)):
+        received += len(data)
+    if received != size:
+        raise RuntimeError(f"received {received} bytes of {size}")
+    return "size"
+
+
+async def bare_send(channel: grpc.aio.Channel, size: int, chunk: int) -> str:
+    block = os.urandom(chunk)
+
+    async def messages() -> AsyncIterator[bytes]:
+        for at in range(0, size, chunk):
+            yield block if at + chunk <= size else block[: size - at]
+
+    reply = await channel.stream_unary(BARE + "Upload")(messages())
+    if struct.unpack("<Q", reply)[0] != size:
+        raise RuntimeError(f"the bare server got {reply!r} bytes of {size}")
+    return "size"
+
+
+# -- measurements ----------------------------------------------------------------------------
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM of process `pid` (the peak RSS since its last reset), MiB."""
+    return _status_mib(pid, "VmHWM:")
+
+
+def rss_mib(pid: int) -> float:
+    return _status_mib(pid, "VmRSS:")
+
+
+def _status_mib(pid: int, key: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Sets VmHWM back to the current RSS (proc(5): clear_refs, value 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def server_cpu(pid: int) -> float:
+    return cpu_seconds(pid) + descendants_cpu_seconds(pid)
+
+
 @dataclass
-class Measurement:
-    seconds: float = 0.0
-    server_cpu: float = 0.0
-    workers_cpu: float = 0.0
-    client_cpu: float = 0.0
-    rss_before: float = 0.0
-    rss_peak: float = 0.0
-    check: str = ""
+class Run:
+    seconds: float
+    client_cpu: float
+    server_cpu: float
+    client_peak: float
+    server_before: float
+    server_peak: float
+    check: str
+
+
+@dataclass
+class Row:
+    name: str
+    chunk: int  # message size; 0: not a gRPC row
+    runs: list[Run] = field(default_factory=list)
     error: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+
+    def median(self, key: Callable[[Run], float]) -> float:
+        return statistics.median(key(r) for r in self.runs)
 
 
-@contextmanager
-def measured(pid: int | None) -> Iterator[Measurement]:
-    """Wall time; with a server `pid`, its CPU and RSS (sampled every 50 ms in a thread, so
-    a busy event loop in this client does not skip samples), and this client's CPU."""
-    m = Measurement()
-    stop = threading.Event()
-    sampler = None
-    if pid is not None:
-        m.rss_before = m.rss_peak = rss_mib(pid)
-
-        def sample() -> None:
-            while not stop.wait(0.05):
-                try:
-                    m.rss_peak = max(m.rss_peak, rss_mib(pid))
-                except OSError:
-                    return
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        cpu0, workers0 = cpu_seconds(pid), descendants_cpu_seconds(pid)
-    client0 = os.times()
+async def measure(server: int | None, work: Callable[[], Awaitable[str]]) -> Run:
+    """One timed run of `work` in this process (the client), against server process `server`."""
+    me = os.getpid()
+    reset_peak_rss(me)
+    before = rss_mib(server) if server else 0.0
+    if server:
+        reset_peak_rss(server)
+    cpu0 = server_cpu(server) if server else 0.0
+    own0 = os.times()
     t0 = time.perf_counter()
-    try:
-        yield m
-    finally:
-        m.seconds = time.perf_counter() - t0
-        client1 = os.times()
-        m.client_cpu = (client1.user - client0.user) + (client1.system - client0.system)
-        if pid is not None and sampler is not None:
-            stop.set()
-            sampler.join()
-            m.rss_peak = max(m.rss_peak, rss_mib(pid))
-            m.server_cpu = cpu_seconds(pid) - cpu0
-            m.workers_cpu = descendants_cpu_seconds(pid) - workers0
+    check = await work()
+    seconds = time.perf_counter() - t0
+    own1 = os.times()
+    return Run(
+        seconds=seconds,
+        client_cpu=(own1.user - own0.user) + (own1.system - own0.system),
+        server_cpu=server_cpu(server) - cpu0 if server else 0.0,
+        client_peak=peak_rss_mib(me),
+        server_before=before,
+        server_peak=peak_rss_mib(server) if server else 0.0,
+        check=check,
+    )
 
 
-def write_source(path: Path, size: int, uid: int, gid: int) -> str:
-    """A file of `size` random bytes owned by the user, flushed to disk (its pages stay in the
-    page cache); returns its SHA-256."""
-    digest = hashlib.sha256()
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            data = os.urandom(min(4 * MiB, left))
-            digest.update(data)
-            f.write(data)
-            left -= len(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chown(path, uid, gid)
-    os.chmod(path, 0o600)
-    return digest.hexdigest()
+def command(argv: list[str], cleanup: Callable[[], None]) -> Run:
+    """One timed run of a baseline command (its CPU counted as the client's)."""
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+    seconds = time.perf_counter() - t0
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cleanup()
+    cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+    return Run(seconds, cpu, 0.0, usage1.ru_maxrss / 1024, 0.0, 0.0, "")
 
 
-def timed(argv: list[str], after: Callable[[], None], runs: int = 3) -> Measurement:
-    """The median of `runs` timed runs of a baseline command; `after` cleans up after each."""
-    times = []
-    for _ in range(runs):
-        with measured(None) as m:
-            subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
-        after()
-        times.append(m)
-    return sorted(times, key=lambda m: m.seconds)[runs // 2]
+# -- the gateway -----------------------------------------------------------------------------
 
 
 async def download(
@@ -139,10 +209,8 @@ async def download(
     chunk: int,
     size: int,
     sha256: str,
-    client_hash: bool,
 ) -> str:
-    """Streams the file and discards it; returns what was verified."""
-    digest = hashlib.sha256() if client_hash else None
+    """Streams the file and discards it; the trailer's SHA-256 must be the file's."""
     received, header, trailer = 0, None, None
     call = stub.Download(
         u.DownloadRequest(system="local", path=path, offset=0, chunk_size=chunk), metadata=md
@@ -152,10 +220,7 @@ async def download(
         if kind == "chunk":
             if message.chunk.offset != received:
                 raise RuntimeError(f"chunk at {message.chunk.offset}, expected {received}")
-            data = message.chunk.data
-            received += len(data)
-            if digest is not None:
-                digest.update(data)
+            received += len(message.chunk.data)
         elif kind == "header":
             header = message.header
         else:
@@ -166,10 +231,6 @@ async def download(
         raise RuntimeError(f"received {received} bytes of {size}")
     if trailer.sha256 != sha256:
         raise RuntimeError(f"trailer sha256 {trailer.sha256} != the file's {sha256}")
-    if digest is not None:
-        if digest.hexdigest() != trailer.sha256:
-            raise RuntimeError("sha256 of the received bytes differs from the trailer's")
-        return "client+trailer"
     return "trailer"
 
 
@@ -204,144 +265,231 @@ async def upload(
     return "server"
 
 
+def write_source(path: Path, size: int, uid: int, gid: int) -> str:
+    """A file of `size` random bytes owned by the user, flushed to disk (its pages stay in the
+    page cache); returns its SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            data = os.urandom(min(4 * MiB, left))
+            digest.update(data)
+            f.write(data)
+            left -= len(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chown(path, uid, gid)
+    os.chmod(path, 0o600)
+    return digest.hexdigest()
+
+
+def settle(path: Path) -> None:
+    """After a run: removes a written copy and flushes, so writeback does not disturb the
+    next run."""
+    path.unlink(missing_ok=True)
+    os.sync()
+
+
+def mint_token(env: dict[str, str]) -> str:
+    argv = [str(BIN / "hpcgate-server"), "token", "--user", USER]
+    argv += ["--scope", "read", "--scope", "write", "--ttl", "3600"]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def server_config(tmp: str, port: int, max_chunk: int) -> str:
+    return (
+        '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
+        f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
+        'log_level = "warning"\n'
+        f"[limits]\nmax_message_bytes = {MESSAGE_LIMIT}\n"
+        f"[files]\nmax_chunk_size = {max_chunk}\n"
+    )
+
+
+@dataclass
+class Setup:
+    """What the timed runs need: the file, both servers and a channel to each."""
+
+    source: Path
+    size: int
+    sha256: str
+    gateway: int  # pid
+    bare: int  # pid
+    stub: utilities_pb2_grpc.UtilitiesServiceStub
+    bare_channel: grpc.aio.Channel
+    client: Client
+    md: list[tuple[str, str]]
+
+
+def plan(s: Setup, chunks: list[int]) -> list[tuple[Row, int | None, Callable[[], Awaitable[str]]]]:
+    """Every gRPC row, in the order of a round: (row, server pid, one run)."""
+    copy, target = s.source.with_name("copy.bin"), s.source.with_name("uploaded.bin")
+    src = str(s.source)
+    rows: list[tuple[Row, int | None, Callable[[], Awaitable[str]]]] = []
+    for c in chunks:
+        rows += [
+            (Row("bare down", c), s.bare, lambda c=c: bare_fetch(s.bare_channel, s.size, c)),
+            (
+                Row("Download", c),
+                s.gateway,
+                lambda c=c: download(s.stub, s.md, src, c, s.size, s.sha256),
+            ),
+        ]
+
+    async def library_download() -> str:
+        done = await s.client.files.download(src, str(copy), system="local", overwrite=True)
+        if done.sha256 != s.sha256:
+            raise RuntimeError(f"downloaded sha256 {done.sha256} != the file's {s.sha256}")
+        await asyncio.to_thread(settle, copy)
+        return "client+trailer"
+
+    async def library_upload() -> str:
+        done = await s.client.files.upload(src, str(target), system="local", overwrite=True)
+        await asyncio.to_thread(settle, target)
+        return "client+server" if done.sha256 == s.sha256 else "MISMATCH"
+
+    rows.append((Row("files.download", -1), s.gateway, library_download))
+    for c in chunks:
+
+        async def gateway_up(c: int = c) -> str:
+            check = await upload(s.stub, s.md, s.source, str(target), c, s.size, s.sha256)
+            await asyncio.to_thread(settle, target)
+            return check
+
+        rows += [
+            (Row("bare up", c), s.bare, lambda c=c: bare_send(s.bare_channel, s.size, c)),
+            (Row("Upload", c), s.gateway, gateway_up),
+        ]
+    rows.append((Row("files.upload", -1), s.gateway, library_upload))
+    return rows
+
+
+async def timed_rounds(s: Setup, chunks: list[int], rounds: int) -> list[Row]:
+    rows = plan(s, chunks)
+    for r in range(rounds):
+        for row, pid, work in rows:
+            if row.error:
+                continue
+            try:
+                row.runs.append(await measure(pid, work))
+            except Exception as e:  # reported in the table; the other rows still run
+                row.error = f"{type(e).__name__}: {e}"[:200]
+            print(f"  round {r + 1}: {row.name} {label(row.chunk)} done", file=sys.stderr)
+    return [row for row, _, _ in rows]
+
+
+def label(chunk: int) -> str:
+    return "lib" if chunk < 0 else human(chunk) if chunk else "-"
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def print_table(rows: list[Row], size: int, rounds: int, default_chunk: int) -> None:
+    print(
+        f"\n{human(size)} file of random bytes in alice's home, page-cache warm ({os.cpu_count()}"
+        f" CPUs); medians of {rounds} rounds.\nServers on loopback: `hpcgate-server serve` as"
+        " root (alice's privsep worker), and the bare grpc.aio server;\nclient = this process."
+        " Library rows use the client's defaults (chunk: the server's default,"
+        f" {human(default_chunk)}).\n"
+        "  MiB/s      file size / wall time (start to trailer or response)\n"
+        "  x bare     MiB/s over the bare server's in the same direction and message size\n"
+        "             (library rows: the default chunk's); x base: over cat's (down), cp's (up)\n"
+        "  CPU/GiB    user+sys CPU-seconds per GiB: cli = this process (or the command),\n"
+        "             srv = server process + its privsep workers\n"
+        "  peak MiB   VmHWM after a reset before each run; srv+ = server peak - RSS before it\n"
+    )
+    head = (
+        f"{'transfer':<15}{'msg':>5}{'MiB/s':>7}{'x bare':>7}{'x base':>7}{'cli CPU':>8}"
+        f"{'srv CPU':>8}{'cli peak':>9}{'srv peak':>9}{'srv+':>6}  verified"
+    )
+    print(head)
+    print("-" * len(head))
+    mibs = {(r.name, r.chunk): size / MiB / r.median(lambda x: x.seconds) for r in rows if r.runs}
+    for row in rows:
+        if row.error or not row.runs:
+            print(f"{row.name:<15}{label(row.chunk):>5}  FAILED: {row.error}")
+            continue
+        speed = mibs[(row.name, row.chunk)]
+        down = "down" in row.name.lower() or row.name == "cat"
+        chunk = row.chunk if row.chunk >= 0 else default_chunk if down else UPLOAD_CHUNK
+        bare = mibs.get(("bare down" if down else "bare up", chunk))
+        base = mibs.get(("cat" if down else "cp", 0))
+        ratio = f"{speed / bare:.2f}" if bare and not row.name.startswith("bare") else "-"
+        vs_base = f"{speed / base:.2f}" if base and row.chunk else "-"
+        gib = size / GiB
+        srv = f"{row.median(lambda r: r.server_cpu) / gib:.2f}" if row.chunk else "-"
+        srv_peak = f"{max(r.server_peak for r in row.runs):.0f}" if row.chunk else "-"
+        grow = max(r.server_peak - r.server_before for r in row.runs)
+        print(
+            f"{row.name:<15}{label(row.chunk):>5}{speed:>7.0f}{ratio:>7}{vs_base:>7}"
+            f"{row.median(lambda r: r.client_cpu) / gib:>8.2f}{srv:>8}"
+            f"{max(r.client_peak for r in row.runs):>9.0f}{srv_peak:>9}"
+            f"{(f'{grow:.0f}' if row.chunk else '-'):>6}  {row.runs[0].check}"
+        )
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+async def baselines(source: Path, rounds: int) -> list[Row]:
+    cat, cp = Row("cat", 0), Row("cp", 0)
+    copy = source.with_name("copy.bin")
+    subprocess.run(["cp", str(source), str(copy)], check=True)  # untimed: first-touch costs
+    settle(copy)
+    for _ in range(rounds):
+        cat.runs.append(command(["cat", str(source)], lambda: None))
+        cp.runs.append(command(["cp", str(source), str(copy)], lambda: settle(copy)))
+    return [cat, cp]
+
+
+def start(argv: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, env=env, stderr=log, stdout=subprocess.PIPE)
+
+
 async def run(args: argparse.Namespace, workdir: Path, uid: int, gid: int) -> None:
     size, chunks = args.size, args.chunks
     source = workdir / "source.bin"
-    copy = workdir / "copy.bin"
-    target = workdir / "uploaded.bin"
     t0 = time.perf_counter()
     sha256 = write_source(source, size, uid, gid)
     print(f"wrote {human(size)} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     subprocess.run(["cat", str(source)], stdout=subprocess.DEVNULL, check=True)  # warm cache
-
-    def remove(path: Path) -> Callable[[], None]:
-        def done() -> None:
-            path.unlink(missing_ok=True)
-            os.sync()  # no writeback of the last run left to disturb the next one
-
-        return done
-
-    # An untimed copy first: in a VM, memory the guest has not touched yet costs a host page
-    # fault per page on first use, which would be charged to whichever run came first.
-    subprocess.run(["cp", str(source), str(copy)], check=True)
-    remove(copy)()
-    cat = timed(["cat", str(source)], lambda: None)
-    cp = timed(["cp", str(source), str(copy)], remove(copy))
-    cp_sync = timed(
-        ["sh", "-c", 'cp "$1" "$2" && sync "$2"', "sh", str(source), str(copy)], remove(copy)
-    )
-
-    port = free_port()
-    rows: list[tuple[str, int, Measurement]] = []
+    rows = await baselines(source, args.rounds)
+    port, bare_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
-        config.write_text(
-            '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
-            f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
-            'log_level = "warning"\n'
-        )
+        config.write_text(server_config(tmp, port, max(chunks)))
         env = dict(os.environ, HPCGATE_CONFIG=str(config))
-        token = subprocess.run(
-            [
-                str(BIN / "hpcgate-server"),
-                "token",
-                "--user",
-                USER,
-                "--scope",
-                "read",
-                "--scope",
-                "write",
-                "--ttl",
-                "3600",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - open for the server's life
-        server = subprocess.Popen([str(BIN / "hpcgate-server"), "serve"], env=env, stderr=log)
-        md = [("authorization", f"Bearer {token}")]
+        token = mint_token(env)
+        log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - open for the servers' life
+        gateway = start([str(BIN / "hpcgate-server"), "serve"], env, log)
+        bare = start([sys.executable, __file__, "--bare-server", str(bare_port)], env, log)
         try:
-            async with grpc.aio.insecure_channel(
-                f"127.0.0.1:{port}", options=CHANNEL_OPTIONS
-            ) as channel:
-                await asyncio.wait_for(channel.channel_ready(), 30)
-                stub = utilities_pb2_grpc.UtilitiesServiceStub(channel)
+            assert bare.stdout is not None
+            if bare.stdout.readline().strip() != b"ready":
+                raise RuntimeError("the bare server did not start")
+            md = [("authorization", f"Bearer {token}")]
+            client = Client.connect(f"127.0.0.1:{port}", token=token, system="local")
+            async with (
+                grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as ch,
+                grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}", options=CHANNEL_OPTIONS) as bc,
+            ):
+                await asyncio.wait_for(ch.channel_ready(), 30)
+                stub = utilities_pb2_grpc.UtilitiesServiceStub(ch)
                 # Warm-up: starts alice's privsep worker before anything is timed.
                 await stub.Stat(u.StatRequest(system="local", path=str(source)), metadata=md)
-                hashed = MiB if MiB in chunks else chunks[0]
-                for chunk in chunks:
-                    for op in ("Download", "Upload"):
-                        with measured(server.pid) as m:
-                            try:
-                                if op == "Download":
-                                    m.check = await download(
-                                        stub, md, str(source), chunk, size, sha256, chunk == hashed
-                                    )
-                                else:
-                                    m.check = await upload(
-                                        stub, md, source, str(target), chunk, size, sha256
-                                    )
-                            except grpc.aio.AioRpcError as e:
-                                m.error = f"{e.code().name}: {e.details()}"
-                            except RuntimeError as e:
-                                m.error = str(e)
-                        if op == "Upload":
-                            remove(target)()
-                        rows.append((op, chunk, m))
-                        print(f"  {op} {human(chunk)}: {m.seconds:.2f} s", file=sys.stderr)
-                        if server.poll() is not None:
-                            raise RuntimeError(f"the server exited ({server.returncode})")
+                setup = Setup(source, size, sha256, gateway.pid, bare.pid, stub, bc, client, md)
+                rows += await timed_rounds(setup, chunks, args.rounds)
+                await client.close()
         finally:
-            server.terminate()
-            server.wait(10)
+            for process in (gateway, bare):
+                process.terminate()
+                process.wait(10)
             log.close()
-            if any(m.error for _, _, m in rows) or server.returncode not in (0, -15):
+            if any(r.error for r in rows) or gateway.returncode not in (0, -15):
                 tail = (Path(tmp) / "server.log").read_text(errors="replace")[-2000:]
                 print(f"server log (tail):\n{tail}", file=sys.stderr)
-
-    def mibs(m: Measurement) -> float:
-        return size / MiB / m.seconds
-
-    print(
-        f"\nUtilitiesService Download/Upload of a {human(size)} file (random bytes) in alice's home"
-        f" ({os.cpu_count()} CPUs);\nserver on loopback as root with alice's privsep worker; "
-        "client = this process (grpc.aio).\n"
-        "The file is page-cache warm for every run, baselines included (nothing is dropped);\n"
-        "baselines: median of 3 runs, after an untimed cp; gateway rows: one run each.\n"
-        "  MiB/s        file size / wall time (RPC start to trailer or response)\n"
-        "  x base       MiB/s over the baseline's: Download vs `cat FILE > /dev/null`, Upload vs\n"
-        "               `cp FILE COPY` (in-kernel copy_file_range, no fsync; Upload fsyncs before\n"
-        "               its rename: `cp+fsync` is cp then `sync COPY`, for comparison)\n"
-        "  srv CPU/GiB  server process user+sys CPU-seconds (/proc/PID/stat) per GiB moved\n"
-        "  srv/cli %core  server's / this client's CPU over the wall time, % of one core\n"
-        "  RSS MiB      server VmRSS (/proc/PID/status) just before; peak sampled every 50 ms\n"
-        "  verified     trailer/server: the server's SHA-256 equals the file's; client: the\n"
-        "               received bytes were hashed here too (one chunk size: it costs client CPU)\n"
-    )
-    header = (
-        f"{'transfer':<9} {'chunk':>5} {'seconds':>8} {'MiB/s':>7} {'x base':>7} "
-        f"{'srv CPU/GiB':>11} {'srv %core':>9} {'cli %core':>9} {'RSS before':>10} "
-        f"{'RSS peak':>8}  verified"
-    )
-    print(header)
-    print("-" * len(header))
-    for name, m in (("cat", cat), ("cp", cp), ("cp+fsync", cp_sync)):
-        print(f"{name:<9} {'-':>5} {m.seconds:>8.2f} {mibs(m):>7.0f} {'-':>7}")
-    for op, chunk, m in rows:
-        if m.error:
-            print(f"{op:<9} {human(chunk):>5}  FAILED after {m.seconds:.2f} s: {m.error}")
-            continue
-        base = cat if op == "Download" else cp
-        print(
-            f"{op:<9} {human(chunk):>5} {m.seconds:>8.2f} {mibs(m):>7.0f} "
-            f"{mibs(m) / mibs(base):>7.2f} {m.server_cpu / (size / GiB):>11.2f} "
-            f"{m.server_cpu / m.seconds * 100:>9.0f} {m.client_cpu / m.seconds * 100:>9.0f} "
-            f"{m.rss_before:>10.1f} {m.rss_peak:>8.1f}  {m.check}"
-        )
-    workers = sum(m.workers_cpu for _, _, m in rows)
-    print(f"\nprivsep workers ({USER}) over all transfers: {workers:.2f} CPU-s (opens, renames)")
+    print_table(rows, size, args.rounds, args.default_chunk)
 
 
 def main() -> None:
@@ -350,12 +498,20 @@ def main() -> None:
     parser.add_argument(
         "--chunks",
         type=lambda s: [parse_size(c) for c in s.split(",")],
-        default="64K,256K,1M,2M",
-        help="comma-separated chunk sizes (Download chunk_size; Upload message size)",
+        default="1M,4M",
+        help="comma-separated message sizes (Download chunk_size; Upload message size)",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each row (medians)")
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_server:
+        asyncio.run(serve_bare(args.bare_server))
+        return
     if os.geteuid() != 0:
         sys.exit("files_bench.py runs as root: the server serves alice through privsep workers")
+    from hpcgate.server.config import FilesConfig  # the default chunk, for the library rows
+
+    args.default_chunk = FilesConfig().download_chunk_size
     entry = pwd.getpwnam(USER)
     workdir = Path(tempfile.mkdtemp(prefix="hpcgate-files-bench-", dir=entry.pw_dir))
     try:

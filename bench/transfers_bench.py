@@ -448,10 +448,11 @@ def print_table(
         "\nsyncfs; cp and rsync do neither: `cp -r && sync` (`sync -f`: syncfs) is the fairer one."
         "\nBaselines: median of 3 runs, as alice. Gateway: one run each, StartTransfer until"
         "\nWatchTask shows the end. push/pull: server A <-> server B (facility) on loopback;"
-        "\nB's Upload fsyncs each file, then A has B re-read it (Checksum)."
+        "\na large file: B's Upload fsyncs it, then A has B re-read it (Checksum); small files:"
+        "\nin batches (UploadFiles / DownloadFiles), each file verified, one syncfs per checkpoint."
     )
     print(
-        "  x cp, x c+s, x rsync  gateway MiB/s over cp -r's, cp -r && sync's, rsync -a's\n"
+        "  x cp, x c+s, x rsync  gateway speed over cp -r's, cp -r && sync's, rsync -a's\n"
         "  x gw                  push/pull MiB/s over the local StartTransfer's (0.5 = half)\n"
         "  cmd CPU               the baseline command's user+sys CPU-seconds\n"
         "  A/B CPU srv+wrk       server process + its privsep workers, user+sys CPU-seconds\n"
@@ -484,9 +485,9 @@ def print_table(
                 print(f"{r.method:<19} FAILED after {r.seconds:.2f} s: {r.error}"[:160])
                 continue
             cells = ["-", "-", "-", "-"]
-            if r.method == LOCAL:
+            if r.servers:  # the gateway's rows, local and across facilities
                 cells[:3] = [ratio(r, base.get(m)) for m in ("cp -r", "cp -r && sync", "rsync -a")]
-            elif r.servers:
+            if r.servers and r.method != LOCAL:
                 cells[3] = ratio(r, gateway_local)
             usage = []
             for server in ("A", "B"):
