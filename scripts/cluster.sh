@@ -56,6 +56,10 @@ readonly MUNGE_KEY=/etc/munge/munge.key
 readonly OUT_DIR=/var/log/hpcgate-cluster
 readonly APT_LOG=$OUT_DIR/apt.log
 readonly LOCK_FILE=/run/lock/hpcgate-cluster.lock
+# The controller's hook that tells gateways of job starts and ends (a copy: the source
+# tree may not be readable by SlurmUser).
+readonly HOOK=/usr/local/libexec/hpcgate/slurm-hook
+readonly HOOK_SOURCE=$SCRIPT_DIR/../server/hpcgate/server/slurm/hook.py
 
 readonly DAEMONS=(munge mariadb slurmdbd slurmctld slurmd)
 readonly PACKAGES=(munge mariadb-server slurmctld slurmd slurmdbd slurm-client)
@@ -423,6 +427,7 @@ render() {
         -e "s|@DB_NAME@|$DB_NAME|g" \
         -e "s|@DB_USER@|$DB_USER|g" \
         -e "s|@DB_PASS@|$DB_PASS|g" \
+        -e "s|@HOOK@|$HOOK|g" \
         "$tpl" >"$tmp"
     if grep -q '@[A-Z_]*@' "$tmp"; then
         die "unsubstituted variable in $tpl: $(grep -o '@[A-Z_]*@' "$tmp" | head -n 1)"
@@ -436,6 +441,15 @@ render() {
     chmod "$mode" "$dest"
     chown "$owner" "$dest"
     ((changed))
+}
+
+install_hook() {
+    [[ -r $HOOK_SOURCE ]] || die "missing $HOOK_SOURCE"
+    if [[ -f $HOOK ]] && cmp -s "$HOOK_SOURCE" "$HOOK"; then
+        return 0
+    fi
+    install -D -m 0755 -o root -g root "$HOOK_SOURCE" "$HOOK"
+    say "installed Slurm's hook for hpcgate as $HOOK"
 }
 
 write_configs() {
@@ -453,6 +467,7 @@ write_configs() {
         JOBACCT_GATHER=jobacct_gather/linux
     fi
 
+    install_hook
     if render "$TEMPLATE_DIR/slurm.conf.in" "$ETC_DIR/slurm.conf" 0644 root:root; then
         SLURM_CONF_CHANGED=1
         say "wrote $ETC_DIR/slurm.conf"

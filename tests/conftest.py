@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -72,12 +73,17 @@ def fast_config(tmp_path: Path, **status: Any) -> Config:
     settings = replace(
         StatusConfig(probe_interval=0.5, heartbeat_interval=1.0, filesystem_timeout=3.0), **status
     )
+    # Its own socket for Slurm's hooks: gateways of one test (and `make run`) side by side.
+    hook_socket = Path(base.watch.hook_socket or "/run/hpcgate-hooks/x.sock").with_name(
+        f"test-{uuid.uuid4().hex[:12]}.sock"
+    )
     return replace(
         base,
         server=replace(
             base.server, listen="127.0.0.1:0", state_dir=tmp_path / "state", shutdown_grace=1.0
         ),
         status=settings,
+        watch=replace(base.watch, hook_socket=hook_socket),
     )
 
 

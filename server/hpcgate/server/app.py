@@ -30,6 +30,7 @@ from hpcgate.server.auth.tokens import TokenService
 from hpcgate.server.children import install_pidfd_watcher
 from hpcgate.server.config import Config, ServerConfig
 from hpcgate.server.events.cluster import ClusterJobs
+from hpcgate.server.events.hook_listener import HookListener
 from hpcgate.server.events.hub import JobHub
 from hpcgate.server.events.journal import Journal
 from hpcgate.server.metrics import Metrics
@@ -165,6 +166,13 @@ class Gateway:
             for s in config.systems
         }  # fmt: skip
         self.cluster_jobs = ClusterJobs(dsn, self.hubs, config.server.replica_name) if dsn else None
+        # Slurm's hooks name jobs that started or ended: the hubs read them at once.
+        hook_socket = config.watch.hook_socket
+        self.hooks = (
+            HookListener(hook_socket, config.watch.hook_group, self.hubs, config.systems,
+                         self.metrics)
+            if hook_socket is not None else None
+        )  # fmt: skip
         # One status prober per system; its inventory also answers ComputeService's lists.
         self.probers = {
             s.id: SystemProber(s, self.adapters[s.id], self.store, config.status, self.hub.publish)
@@ -273,6 +281,8 @@ class Gateway:
         else:
             for system_id, hub in self.hubs.items():
                 self._tasks.append(asyncio.create_task(hub.run(), name=f"jobs-{system_id}"))
+        if self.hooks is not None:
+            await self.hooks.start()
         self._tasks.append(asyncio.create_task(self._serve_when_probed(), name="readiness"))
         self._tasks.append(asyncio.create_task(self.utilities.sweep_uploads(), name="uploads"))
         host = self.config.server.listen.rsplit(":", 1)[0]
@@ -314,6 +324,8 @@ class Gateway:
             "stopping probers and pollers",
         )
         # Commands still running are killed through their users' workers, so before those go.
+        if self.hooks is not None:
+            await self.hooks.close()
         await _bounded(self.utilities.commands.close(), STEP_LIMIT, "killing commands")
         await _bounded(self.privsep.close(), STEP_LIMIT, "stopping per-user workers")
         for hub in self.hubs.values():

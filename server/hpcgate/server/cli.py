@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only the root spawner of per-user workers (a second systemd unit beside "
         "a gateway started as the service account with `serve --spawner`)",
     )
+
+    notify = sub.add_parser(
+        "notify",
+        help="tell the running gateways that a job started or ended (what Slurm's hook, "
+        "slurm/hook.py, does; never blocks, exits 0 even when no gateway listens)",
+    )
+    notify.add_argument("--job", required=True, help="Slurm job id")
+    notify.add_argument("--event", choices=("started", "ended"), default="ended")
+    notify.add_argument("--system", default="", help="the gateway's system id (default: all)")
+    notify.add_argument("--cluster", default="", help="Slurm's ClusterName (default: any)")
 
     cfg = sub.add_parser("config", help="show or check the configuration")
     cfg_sub = cfg.add_subparsers(dest="action", required=True)
@@ -417,8 +428,30 @@ def _spawner(config: Config) -> int:
     return 0
 
 
+def _notify(args: argparse.Namespace) -> int:
+    """Best effort, like the hook: a bad configuration still notifies the default place."""
+    from hpcgate.server.slurm.hook import HOOK_DIR, Notice, encode_notice, parse_notice, send
+
+    notice = parse_notice(
+        encode_notice(Notice(args.event, args.job, args.cluster, args.system, time.time()))
+    )
+    if notice is None:
+        print(f"hpcgate-server notify: not a valid job id or name: {args.job!r}", file=sys.stderr)
+        return 2
+    try:
+        socket = config_module.load(args.config).watch.hook_socket
+    except ConfigError:
+        socket = None
+    directory = str(socket.parent) if socket is not None else HOOK_DIR
+    delivered = send(notice, directory)
+    print(f"notified {delivered} gateway socket(s) in {directory}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "notify":
+        return _notify(args)
     if args.command == "config" and args.action == "example":
         print(config_module.EXAMPLE_CONFIG.read_text(), end="")
         return 0

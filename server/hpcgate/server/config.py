@@ -130,6 +130,13 @@ class WatchConfig:
     # At start, read this many seconds of accounting (all users, one call) so that
     # ListJobs over that window is answered from memory; 0 disables it.
     backfill: float = 86400.0
+    # The Unix datagram socket Slurm's hooks notify (slurm/hook.py sends to every *.sock
+    # in /run/hpcgate-hooks); None: no hooks, polling only.
+    hook_socket: Path | None = Path("/run/hpcgate-hooks/gateway.sock")
+    # The group that may send to it (the controller's SlurmUser's); root always may.
+    hook_group: str = "slurm"
+    # At most one targeted read of hook-named jobs per this many seconds (per system).
+    hook_min_interval: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -918,6 +925,21 @@ def _tasks(section: _Section | None) -> TasksConfig:
     return tasks
 
 
+def _hook_socket(section: _Section, default: Path | None) -> Path | None:
+    value = section.text("hook_socket", "-")
+    if value == "-":
+        return default
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_absolute() or path.suffix != ".sock":
+        raise ConfigError(
+            f"{section.key('hook_socket')}: must be an absolute path ending in .sock "
+            '(Slurm\'s hook sends to every *.sock of its directory), or "" for no hooks'
+        )
+    return path
+
+
 def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     """Build a Config from parsed TOML, validating every key."""
     root = _Section(data, "")
@@ -980,6 +1002,9 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             ),
             finished_cache_size=s.integer("finished_cache_size", watch.finished_cache_size, 100),
             backfill=s.seconds("backfill", watch.backfill, minimum=0),
+            hook_socket=_hook_socket(s, watch.hook_socket),
+            hook_group=s.text("hook_group", watch.hook_group),
+            hook_min_interval=s.seconds("hook_min_interval", watch.hook_min_interval, 0),
         )
         s.finish()
         if watch.poll_ceiling < watch.poll_floor:

@@ -104,6 +104,13 @@ class Metrics:
             ["system"],
             registry=r,
         )
+        self.hook_notices = Counter(
+            "hpcgate_hook_notices",
+            "Notices from Slurm's hooks, by system and event (invalid: not a notice; "
+            "not_polling: this replica does not poll the system)",
+            ["system", "event"],
+            registry=r,
+        )
         self.job_reads = Counter(
             "hpcgate_job_reads",
             "Job reads answered by the hub alone (hit) or that asked Slurm (miss)",
@@ -161,6 +168,9 @@ class Metrics:
         self.job_polls.labels(system).inc()
         self.job_poll_seconds.labels(system).observe(seconds)
         self.job_poll_interval.labels(system).set(next_interval)
+
+    def hook_notice(self, system: str, event: str) -> None:
+        self.hook_notices.labels(system, event).inc()
 
     def job_read(self, system: str, *, hit: bool) -> None:
         self.job_reads.labels(system, "hit" if hit else "miss").inc()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpcgate.server.config import Config, ConfigError
+from hpcgate.server.events.hook_listener import prepare_directory
 from hpcgate.server.privsep import Policy, Spawner
 from hpcgate.server.privsep.launcher import WorkerLauncher
 
@@ -125,6 +126,12 @@ async def supervise(config: Config, argv: list[str]) -> int:
             extra={"fields": {"entries": changed, "account": account.name}},
         )
     check_readable(config, account)
+    if config.watch.hook_socket is not None:
+        # /run is root's: the directory Slurm's hooks send to is made here, for the gateway.
+        try:
+            prepare_directory(config.watch.hook_socket.parent, account.uid, config.watch.hook_group)
+        except OSError as e:
+            log.warning("no directory for Slurm's hooks (polling only): %s", e)
     spawner = Spawner(
         config.privsep.socket,
         client_uid=account.uid,

@@ -8,6 +8,12 @@ growing to `poll_ceiling` when idle. A controller outage leaves the snapshot as 
 the first poll after it produces an event for every job that changed meanwhile, asking
 accounting about jobs that left the queue while nobody could see them.
 
+Slurm's hooks (slurm/hook.py, events/hook_listener.py) name jobs that just started or
+ended: the hub reads those at once (`notified`), one targeted query for every job named
+meanwhile, no more often than `hook_min_interval`, and re-reads a job caught in a
+passing state (CONFIGURING while the prolog runs, COMPLETING while nodes clean up) a
+few times until it settles. The poll stays the fallback and covers what hooks do not.
+
 Cluster mode (a `journal`): only the elected replica polls (events/cluster.py); every
 change goes through `_writing`, which commits the events to the shared journal before
 anyone sees them, and the other replicas apply them (`catch_up`), so all hubs of a system
@@ -46,6 +52,16 @@ log = logging.getLogger(__name__)
 ACCOUNTING_BATCH = 500
 # Polls after which a job accounting does not know is no longer asked about.
 ACCOUNTING_ATTEMPTS = 30
+
+# A job a hook named and found in one of these states is read again (after 20, 40, 80 ...
+# ms, up to RECHECKS times) until it leaves it; the poll covers it after that.
+PASSING_STATES = frozenset({"CONFIGURING", "COMPLETING"})
+RECHECK_FIRST = 0.02
+RECHECKS = 8
+# A hook's call time older than this (or in the future) is not taken as the event time.
+NOTICE_MAX_AGE = 60.0
+# Jobs named by hooks and waiting for their read, at most: beyond, a full poll instead.
+NOTICE_BACKLOG = 10_000
 
 # Fields whose change is an UPDATED event (a state change is always an event).
 _WATCHED_FIELDS = ("reason", "node_list", "start_time", "end_time", "exit_code", "signal",
@@ -163,6 +179,17 @@ class JobHub:
         self._removed: list[str] | None = None
         self._follow_wake = asyncio.Event()
         self._archive_mark = 0  # the newest `stored` of finished_jobs taken in (followers)
+        # Hooks: jobs to read at once, jobs to read again (due time, attempts), the hook's
+        # call time per job (the time of the events it leads to), and whether `run` reads.
+        self._noticed: set[str] = set()
+        self._rechecks: dict[str, tuple[float, int]] = {}
+        self._told: dict[str, float] = {}
+        self._notice_wanted = asyncio.Event()
+        self._reading_notices = False
+        self.notice_reads = 0
+        # The monotonic start of the read that last recorded each job: a slower read that
+        # began earlier (a full poll beside a targeted one) must not take it back.
+        self._read_started: dict[str, float] = {}
 
     # -- reading ------------------------------------------------------------------------
 
@@ -316,7 +343,7 @@ class JobHub:
         In cluster mode only inside `_writing`, which commits what it publishes."""
         if self.journal is not None and self._outbox is None:
             raise RuntimeError("JobHub.record outside a journal write")
-        now = datetime.now(UTC)
+        now = self._learned_at(job.job_id)
         old = self.jobs.get(job.job_id)
         self.jobs[job.job_id] = job
         if job.finished:
@@ -333,6 +360,24 @@ class JobHub:
             return
         if job.state != "PENDING" or job.restart_count:
             self._due.add(job.job_id)  # steps, exit status or end: ask accounting
+
+    def _learned_at(self, job_id: str) -> datetime:
+        """When the change of `job_id` being recorded was learned: the call time of the
+        Slurm hook that named it, if plausible, else now."""
+        told = self._told.get(job_id)
+        now = time.time()
+        if told is None or not now - NOTICE_MAX_AGE <= told <= now:
+            return datetime.fromtimestamp(now, UTC)
+        return datetime.fromtimestamp(told, UTC)
+
+    def _take_read(self, job: JobRecord, started: float) -> bool:
+        """Records a job read by a query that began at `started` (monotonic), unless a
+        read that began later has recorded it already; returns whether it did."""
+        if self._read_started.get(job.job_id, 0.0) > started:
+            return False
+        self._read_started[job.job_id] = started
+        self.record(job)
+        return True
 
     def _unsettle(self, job_id: str) -> None:
         self.finished.remove(job_id)
@@ -370,6 +415,7 @@ class JobHub:
         """One `squeue` of the whole queue, diffed against the last; returns whether
         anything changed. Jobs that need accounting are noted for `read_accounting`."""
         before = self.revision
+        started = time.monotonic()
         try:
             queue = await self.adapter.queue_jobs()
         except SlurmUnavailable as e:
@@ -383,7 +429,7 @@ class JobHub:
         seen = {job.job_id for job in queue}
         async with self._writing(self._poll(True, "")):
             for job in queue:
-                self.record(job)
+                self._take_read(job, started)
             # Jobs that left the queue without our seeing them end: ask accounting.
             vanished = {
                 jid for jid, job in self.jobs.items()
@@ -543,6 +589,7 @@ class JobHub:
                 self._accounted_at.pop(job_id, None)
                 self._misses.pop(job_id, None)
                 self._changed.pop(job_id, None)  # the finished cache keeps it from here
+                self._read_started.pop(job_id, None)
                 del self._finished_at[job_id]
                 if self._removed is not None:
                     self._removed.append(job_id)
@@ -554,13 +601,24 @@ class JobHub:
         a slow or absent slurmdbd (each call may take `command_timeout`) never delays the
         queue polls, so state changes and controller outages still reach watchers."""
         await self.load_archive()
-        accountant = asyncio.get_running_loop().create_task(self._read_accounting_forever())
+        loop = asyncio.get_running_loop()
+        helpers = [
+            loop.create_task(self._read_accounting_forever()),
+            loop.create_task(self._read_notices_forever()),
+        ]
+        self._reading_notices = True
         try:
             await self._poll_forever()
         finally:
-            accountant.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await accountant
+            self._reading_notices = False
+            self._noticed.clear()
+            self._rechecks.clear()
+            self._told.clear()
+            for task in helpers:
+                task.cancel()
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _read_accounting_forever(self) -> None:
         while True:
@@ -597,6 +655,89 @@ class JobHub:
     def poke(self) -> None:
         """Poll soon (e.g. after a submission or cancellation through the gateway)."""
         self._wake.set()
+
+    # -- Slurm's hooks: targeted reads ----------------------------------------------------
+
+    def notified(self, job_id: str, told_at: float) -> bool:
+        """Slurm's hook says `job_id` started or ended (at Unix time `told_at`): read it
+        soon. Returns False when this hub does not poll (a follower replica: the poller's
+        events reach it through the journal) or its backlog is full (then it polls)."""
+        if not self._reading_notices:
+            return False
+        if len(self._noticed) >= NOTICE_BACKLOG:
+            self.poke()
+            return False
+        self._noticed.add(job_id)
+        self._told[job_id] = told_at
+        self._notice_wanted.set()
+        return True
+
+    async def _read_notices_forever(self) -> None:
+        """One targeted read for every job named since the last, at most one read per
+        `hook_min_interval`: a flood of job ends costs the controller a bounded rate."""
+        while True:
+            await self._wait_for_notices()
+            started = time.monotonic()
+            try:
+                await self._read_noticed(self._take_noticed())
+            except Exception:
+                log.exception("reading the jobs Slurm's hooks named on %s failed", self.system_id)
+            rest = self.settings.hook_min_interval - (time.monotonic() - started)
+            if rest > 0:
+                await asyncio.sleep(rest)
+
+    async def _wait_for_notices(self) -> None:
+        while not self._noticed:
+            timeout = None
+            if self._rechecks:
+                timeout = min(due for due, _ in self._rechecks.values()) - time.monotonic()
+                if timeout <= 0:
+                    return
+            self._notice_wanted.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._notice_wanted.wait(), timeout)
+
+    def _take_noticed(self) -> list[str]:
+        now = time.monotonic()
+        due = self._noticed | {jid for jid, (at, _) in self._rechecks.items() if at <= now}
+        self._noticed = set()
+        return sorted(due)
+
+    async def _read_noticed(self, job_ids: list[str]) -> None:
+        """One query for `job_ids`; each found job is recorded (an event if it changed),
+        a known job the controller no longer has goes to accounting, and one caught in a
+        passing state is read again shortly."""
+        if not job_ids:
+            return
+        self.notice_reads += 1
+        started = time.monotonic()
+        try:
+            records = await self.adapter.queue_jobs(job_ids=job_ids)
+        except SlurmError as e:
+            log.warning("reading jobs named by hooks on %s failed: %s", self.system_id, e)
+            for jid in job_ids:
+                self._forget_notice(jid)
+            self.poke()  # the poll will see what the read could not
+            return
+        found = {job.job_id: job for job in records}
+        async with self._writing():
+            for job in found.values():
+                self._take_read(job, started)
+        for jid in job_ids:
+            attempts = self._rechecks.pop(jid, (0.0, 0))[1]
+            read = found.get(jid)
+            if read is not None and read.state in PASSING_STATES and attempts < RECHECKS:
+                due = time.monotonic() + RECHECK_FIRST * 2**attempts
+                self._rechecks[jid] = (due, attempts + 1)
+                continue
+            if read is None and jid in self.jobs and not self.jobs[jid].finished:
+                self._vanished.add(jid)  # gone from the controller: accounting has its end
+                self._accounting_wanted.set()
+            self._forget_notice(jid)
+
+    def _forget_notice(self, job_id: str) -> None:
+        self._told.pop(job_id, None)
+        self._rechecks.pop(job_id, None)
 
     # -- cluster mode: the shared journal -----------------------------------------------
 
