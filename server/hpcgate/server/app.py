@@ -33,6 +33,7 @@ from hpcgate.server.events.cluster import ClusterJobs
 from hpcgate.server.events.hook_listener import HookListener
 from hpcgate.server.events.hub import JobHub
 from hpcgate.server.events.journal import Journal
+from hpcgate.server.files.reading import keep_large_buffers
 from hpcgate.server.metrics import Metrics
 from hpcgate.server.privsep import PrivilegeSeparation
 from hpcgate.server.slurm.factory import make_adapter
@@ -266,6 +267,8 @@ class Gateway:
     async def start(self) -> int:
         """Bind, start serving, start the probers. Health is SERVING after the first probes."""
         install_pidfd_watcher()
+        # Chunk-sized buffers (Download, Upload, transfers) reused, not page-faulted anew.
+        keep_large_buffers()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.port = self._bind()
         if self.port == 0:
