@@ -1,20 +1,25 @@
 """The pyslurm adapter, on stand-in objects: NOT a substitute for a live test.
 
-pyslurm builds only against the libslurm of its own release (25.11 on PyPI) and this
-machine runs Slurm 22.05, so the adapter has never talked to a real controller. These
-tests check what can be checked without one:
+pyslurm builds only against the libslurm of its own release, and this machine runs
+Slurm 22.05; tests/test_pyslurm_live.py runs pyslurm 24.11 against a live Slurm 24.11
+in the root of scripts/slurm24.sh. These tests check what can be checked without one:
 
 - the translation functions, on `SimpleNamespace` stand-ins with the attribute names and
   value conventions of pyslurm 25.11.2 as read in its sdist (core/job/job.pyx,
   core/node.pyx, core/partition.pyx, core/reservation.pyx, db/job.pyx, db/step.pyx,
   db/tres.pyx, db/assoc.pyx, utils/uint.pyx, utils/ctime.pyx): None for unset numbers
-  and strings (u32_parse, _raw_time, cstr.to_unicode), the string UNLIMITED for infinite,
-  Unix timestamps, MiB, exit code and signal decoded from the wait status;
+  and strings (u32_parse, _raw_time, cstr.to_unicode; u32_parse also makes array task
+  0 None), the string UNLIMITED for infinite, Unix timestamps, MiB, exit code and signal
+  decoded from the wait status;
+- the same for pyslurm 24.11.0 (its sdist: the same objects without the TRES
+  attributes, db.Job without stdout/stderr/requeue count, the old API's dicts of
+  deprecated.pyx for TRES, reservations, ping and version);
 - field-by-field parity with the command-line adapter: the stand-ins are built from the
   same recorded Slurm 22.05 data the command-line parsers read (tests/data), converting
   each value the way pyslurm would, and both results are compared;
 - the adapter's plumbing (worker calls, time-outs, error mapping, filters) with a fake
-  `pyslurm` module, and the factory's refusal when pyslurm is not installed.
+  `pyslurm` module of either release, and the factory's refusal when pyslurm is not
+  installed.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from hpcgate.server.slurm.parsing import (
     parse_reservations,
     parse_sacct,
     parse_squeue_json,
+    parse_tres,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -163,7 +169,7 @@ def queue_job(job: dict[str, Any]) -> SimpleNamespace:
         partition=_str(job["partition"]),
         qos=_str(job["qos"]),
         array_id=_num(job["array_job_id"]),
-        array_task_id=job["array_task_id"],  # null in the JSON = NO_VAL = None
+        array_task_id=_num(job["array_task_id"]),  # null (NO_VAL) and task 0 give None
         array_tasks_waiting=waiting or None,
         array_tasks_parallel=int(parallel) if parallel else None,
         exit_code=exit_code,
@@ -237,6 +243,21 @@ def db_step(row: dict[str, str]) -> SimpleNamespace:
     )
 
 
+def _hex_mask(ranges: str) -> str:
+    """An array's waiting tasks as slurmdbd keeps them: `0-3,8` -> `0x10F`."""
+    mask = 0
+    for item in filter(None, ranges.split(",")):
+        first, _, last = item.partition("-")
+        for task in range(int(first), int(last or first) + 1):
+            mask |= 1 << task
+    return hex(mask).upper().replace("0X", "0x")
+
+
+def _tres_count(text: str, name: str) -> int:
+    """TrackableResources.find_count_in_str: 0 for an empty string or a missing TRES."""
+    return int(dict(i.split("=") for i in text.split(",") if i).get(name, "0").rstrip("M"))
+
+
 def db_job(row: dict[str, str], steps: list[dict[str, str]]) -> SimpleNamespace:
     """A pyslurm.db.Job for one job row of `sacct -P` (22.05) and its step rows."""
     array = re.match(r"^(\d+)_(?:(\d+)|\[(.*)\])$", row["JobID"])
@@ -254,8 +275,8 @@ def db_job(row: dict[str, str], steps: list[dict[str, str]]) -> SimpleNamespace:
         partition=_str(row["Partition"]),
         qos=_str(row["QOS"]),
         array_id=int(array.group(1)) if array else None,
-        array_task_id=int(array.group(2)) if array and array.group(2) else None,
-        array_tasks_waiting=waiting or None,
+        array_task_id=_num(int(array.group(2))) if array and array.group(2) else None,
+        array_tasks_waiting=_hex_mask(waiting) if waiting else None,  # a bitmap in slurmdbd
         array_tasks_parallel=int(parallel) if parallel else None,
         exit_code=int(code),
         exit_code_signal=int(signal),
@@ -265,9 +286,10 @@ def db_job(row: dict[str, str], steps: list[dict[str, str]]) -> SimpleNamespace:
         end_time=_epoch(row["End"]),
         elapsed_time=_raw_time(int(row["ElapsedRaw"])),
         time_limit=int(limit) if limit.isdigit() else "PartitionLimit",
-        num_nodes=int(row["NNodes"]),
+        # From the allocated TRES; 0 (not the request) for a job that never ran.
+        num_nodes=_tres_count(row["AllocTRES"], "node"),
         nodelist=row["NodeList"],  # slurmdbd stores "None assigned" for pending jobs
-        cpus=int(row["AllocCPUS"]) or int(row["ReqCPUS"]),
+        cpus=_tres_count(row["AllocTRES"], "cpu"),
         requested_tres=tres(row["ReqTRES"]),
         allocated_tres=tres(row["AllocTRES"]),
         working_directory=_str(row["WorkDir"]),
@@ -706,6 +728,255 @@ def test_errors_map_to_slurm_error_or_unavailable() -> None:
     assert type(invalid) is SlurmError and str(invalid) == "Invalid job id specified"
 
 
+# --- pyslurm 24.11.0: what it lacks, and its old API (deprecated.pyx) ---
+
+# Attributes of the pyslurm 25.11.2 objects above that 24.11.0 does not have (its
+# core/job/job.pyx, db/job.pyx, db/step.pyx): reading one raises AttributeError.
+NOT_IN_24_11 = {
+    "job": {"requested_tres", "allocated_tres"},
+    "db_job": {
+        "requested_tres",
+        "allocated_tres",
+        "standard_output",
+        "standard_error",
+        "requeue_count",
+    },
+    "db_step": {"tres"},
+}
+
+
+def as_24_11(obj: SimpleNamespace, kind: str) -> SimpleNamespace:
+    values = {k: v for k, v in vars(obj).items() if k not in NOT_IN_24_11[kind]}
+    if kind == "db_job":
+        values["steps"] = {k: as_24_11(v, "db_step") for k, v in obj.steps.items()}
+    return SimpleNamespace(**values)
+
+
+def old_api_job(job: dict[str, Any]) -> dict[str, Any]:
+    """An entry of the old API's job().get() (get_job_ptr: stringOrNone(x, '') is None
+    for NULL) for one job of `squeue --json`; only what the adapter reads."""
+    return {
+        "job_id": job["job_id"],
+        "tres_req_str": job["tres_req_str"] or None,
+        "tres_alloc_str": job["tres_alloc_str"] or None,
+    }
+
+
+# slurmdbd's TRES ids (db.TrackableResources.load(name_is_key=False)): 1-8 are fixed.
+TRES_IDS = {"cpu": 1, "mem": 2, "energy": 3, "node": 4, "billing": 5, "fs/disk": 6, "vmem": 7,
+            "pages": 8, "gres/gpu": 1001}  # fmt: skip
+# Raw step ids (slurm.h), by which the old API keys a job's steps.
+STEP_IDS = {"batch": 0xFFFFFFFB, "extern": 0xFFFFFFFC, "interactive": 0xFFFFFFFA}
+NO_VAL64 = 0xFFFFFFFFFFFFFFFE
+
+
+def _tres_ids(text: str, energy: bool = False) -> str:
+    """sacct's TRES (names, memory with a unit) as slurmdbd stores them: ids and MiB.
+    `energy`: the NO_VAL64 energy entry Slurm 24.11 stores for allocations."""
+    items = [f"{TRES_IDS[k]}={v}" for k, v in parse_tres(text).items()]
+    return ",".join(items + ([f"3={NO_VAL64}"] if energy and items else []))
+
+
+def old_api_db_jobs() -> dict[int, dict[str, Any]]:
+    """The old API's slurmdb_jobs().get() for the recorded sacct rows (the keys the
+    adapter reads): {jobid: {..., "steps": {raw step id: {...}}}}."""
+    out: dict[int, dict[str, Any]] = {}
+    for row in _sacct_rows():
+        job_id, dot, step = row["JobIDRaw"].partition(".")
+        if not dot:
+            out[int(job_id)] = {
+                "jobid": int(job_id),
+                "tres_req_str": _tres_ids(row["ReqTRES"]) or None,
+                "tres_alloc_str": _tres_ids(row["AllocTRES"], energy=True) or None,
+                "steps": {},
+            }
+        else:
+            raw = STEP_IDS.get(step) or int(step)
+            out[int(job_id)]["steps"][raw] = {
+                "stepid": raw,
+                "tres_alloc_str": _tres_ids(row["AllocTRES"]) or None,
+            }
+    return out
+
+
+def old_api_tres(name_is_key: bool = True) -> dict[Any, SimpleNamespace]:
+    assert not name_is_key  # the adapter needs the ids
+    return {i: SimpleNamespace(id=i, type_and_name=n) for n, i in TRES_IDS.items()}
+
+
+def old_api_reservation(kv: dict[str, str]) -> dict[str, Any]:
+    """An entry of the old API's reservation().get() for one `scontrol show reservation`
+    record: listOrNone gives [] for NULL, stringOrNone None; the flags are Slurm's
+    slurm_reservation_flags_string, as scontrol prints them."""
+
+    def names(value: str) -> list[str]:
+        return [] if value == "(null)" else value.split(",")
+
+    def text(value: str) -> str | None:
+        return None if value == "(null)" else value
+
+    start, end = _epoch(kv["StartTime"]), _epoch(kv["EndTime"])
+    return {
+        "accounts": names(kv["Accounts"]),
+        "burst_buffer": [],
+        "core_cnt": int(kv["CoreCnt"]),
+        "end_time": end,
+        "features": text(kv["Features"]),
+        "flags": kv["Flags"],
+        "licenses": {},
+        "node_cnt": int(kv["NodeCnt"]),
+        "node_list": kv["Nodes"],
+        "partition": text(kv["PartitionName"]),
+        "start_time": start,
+        "tres_str": names(kv["TRES"]),
+        "users": names(kv["Users"]),
+    }
+
+
+@pytest.mark.parametrize(
+    ("version", "new_calls", "tres"),
+    [
+        ("24.11.0", False, False),
+        ("24.5.1", False, False),
+        ("25.11.0", True, False),  # ping_all and Reservations, but no TRES attributes yet
+        ("25.11.1", True, True),
+        ("25.11.2", True, True),
+        ("26.5.0rc1", True, True),
+        ("", False, False),
+    ],
+)
+def test_the_api_is_chosen_by_pyslurm_version(version: str, new_calls: bool, tres: bool) -> None:
+    api = pa.pyslurm_api(version)
+    assert (api.slurmctld_calls, api.reservations) == (new_calls, new_calls)
+    assert (api.tres, api.accounting_io) == (tres, tres)
+    assert api.old_job_table == (not new_calls)  # deprecated.pyx's `job`: gone in 25.11
+
+
+def test_queue_jobs_24_11_match_the_command_line_adapter_field_by_field() -> None:
+    text = (DATA / "squeue-json-22.05.json").read_text()
+    now = datetime.fromtimestamp(1795241200, UTC)
+    cli = {j.job_id: j for j in parse_squeue_json(text, now)}
+    for job in json.loads(text)["jobs"]:
+        old = old_api_job(job)
+        tres = (parse_tres(old["tres_req_str"] or ""), parse_tres(old["tres_alloc_str"] or ""))
+        mine = pa.job_record_from_pyslurm(as_24_11(queue_job(job), "job"), now, tres=tres)
+        theirs = cli[str(job["job_id"])]
+        assert _differences(replace(mine, cpus_per_task=0), theirs) == {}, job["job_id"]
+    with pytest.raises(AttributeError, match="requested_tres"):  # the stand-in is 24.11's
+        pa.job_record_from_pyslurm(as_24_11(queue_job(job), "job"), now)
+
+
+def test_accounting_jobs_24_11_match_the_command_line_adapter_field_by_field() -> None:
+    cli = {j.job_id: j for j in parse_sacct((DATA / "sacct-parsable-22.05.txt").read_text())}
+    jobs = [as_24_11(j, "db_job") for j in db_jobs()]
+    module = SimpleNamespace(
+        db=SimpleNamespace(TrackableResources=SimpleNamespace(load=old_api_tres)),
+        slurmdb_jobs=lambda: SimpleNamespace(get=lambda **kwargs: old_api_db_jobs()),
+    )
+    tres = pa._accounting_tres_old_api(module, [j.id for j in jobs], "local")
+    assert tres[28].steps["0"] == {"cpu": 2, "mem": 400, "node": 1}
+    assert tres[24].allocated == {"billing": 1, "cpu": 1, "mem": 100, "node": 1}  # no energy
+    for job in jobs:
+        mine = pa.accounting_job_from_pyslurm(job, tres=tres[job.id], with_io=False)
+        theirs = cli[str(job.id)]
+        expected = {}
+        if theirs.raw_state.startswith("CANCELLED by"):
+            expected["raw_state"] = ("CANCELLED", theirs.raw_state)
+        # 24.11 has no stdout/stderr or requeue count, as sacct here: no difference.
+        assert _differences(mine, theirs) == expected, job.id
+        for my_step, their_step in zip(mine.steps, theirs.steps, strict=True):
+            step_expected = {}
+            if their_step.raw_state.startswith("CANCELLED by"):
+                step_expected["raw_state"] = ("CANCELLED", their_step.raw_state)
+            assert _differences(my_step, their_step) == step_expected, (job.id, my_step.step_id)
+    with pytest.raises(AttributeError, match="standard_output"):
+        pa.accounting_job_from_pyslurm(jobs[0], tres=tres[jobs[0].id])
+
+
+def test_tres_from_ids() -> None:
+    names = {i: n for n, i in TRES_IDS.items()}
+    assert pa.tres_from_ids(f"1=2,2=400,3={NO_VAL64},4=1,5=2,1001=1", names) == {
+        "cpu": 2, "mem": 400, "node": 1, "billing": 2, "gres/gpu": 1,
+    }  # fmt: skip
+    assert pa.tres_from_ids("9999=4,x=1,1=,", names) == {}  # unknown ids, garbage
+    assert pa.tres_from_ids(None, names) == {} and pa.tres_from_ids("", names) == {}
+
+
+def test_array_task_zero_and_waiting_tasks() -> None:
+    """pyslurm's u32_parse makes task 0 None, as for "no task"; slurmdbd keeps waiting
+    tasks as a hex bitmap. Both releases."""
+    job = queue_job(json.loads((DATA / "squeue-json-22.05.json").read_text())["jobs"][0])
+    now = datetime.now(UTC)
+    task0 = SimpleNamespace(**{**vars(job), "array_id": 27, "array_task_id": None})
+    assert pa.job_record_from_pyslurm(task0, now).array_task_id == 0
+    pending = SimpleNamespace(**{**vars(task0), "array_tasks_waiting": "0-9"})
+    assert pa.job_record_from_pyslurm(pending, now).array_task_id is None
+    db = {j.id: j for j in db_jobs()}[32]
+    assert db.array_tasks_waiting == "0x3FF"
+    assert pa.accounting_job_from_pyslurm(db).array_task_spec == "0-9%2"
+    sparse = SimpleNamespace(**{**vars(db), "array_tasks_waiting": "0x2B5"})
+    assert pa.accounting_job_from_pyslurm(sparse).array_task_spec == "0,2,4-5,7,9%2"
+    never_ran = pa.accounting_job_from_pyslurm(db)
+    assert (never_ran.cpus, never_ran.node_count) == (1, 1)  # from the request, as sacct
+
+
+def test_unknown_uids_give_the_number() -> None:
+    """pyslurm 24.11's uid_to_name raises KeyError for a uid the host cannot name."""
+
+    class Unnamed(SimpleNamespace):
+        @property
+        def user_name(self) -> str:
+            raise KeyError(4242)
+
+        @property
+        def reason_user(self) -> str:
+            raise KeyError(4242)
+
+    job = queue_job(json.loads((DATA / "squeue-json-22.05.json").read_text())["jobs"][0])
+    record = pa.job_record_from_pyslurm(
+        Unnamed(**{k: v for k, v in vars(job).items() if k != "user_name"} | {"user_id": 4242}),
+        datetime.now(UTC),
+    )
+    assert (record.user, record.uid) == ("4242", 4242)
+    db = db_jobs()[0]
+    unnamed_db = Unnamed(**{k: v for k, v in vars(db).items() if k != "user_name"})
+    assert pa.accounting_job_from_pyslurm(unnamed_db).user == str(db.user_id)
+    raw = json.loads((DATA / "scontrol-json-nodes-23.11.json").read_text())["nodes"][0]
+    fields_ = {k: v for k, v in vars(node(raw)).items() if k != "reason_user"}
+    assert pa.node_info_from_pyslurm(Unnamed(**fields_)).reason_user == ""
+
+
+def test_reservations_24_11_match_the_command_line_adapter() -> None:
+    text = (DATA / "scontrol-show-reservation-22.05.txt").read_text()
+    cli = {r.name: r for r in parse_reservations(text)}
+    # The recording's moment: teamb (06:06:32-06:36:32 local) active, maint not yet.
+    now = datetime.fromisoformat("2026-11-21T06:20:00").astimezone(UTC)
+    for line in text.splitlines():
+        kv = parse_key_values(line)
+        mine = pa.reservation_from_old_api(kv["ReservationName"], old_api_reservation(kv), now)
+        assert _differences(mine, cli[mine.name]) == {}, mine.name
+    kv = parse_key_values(text.splitlines()[0])
+    weekly = old_api_reservation(kv) | {"flags": "IGNORE_JOBS,WEEKLY,SPEC_NODES", "users": []}
+    record = pa.reservation_from_old_api("w", weekly | {"tres_str": ["cpu=8", "mem=16G"]}, now)
+    assert record.flags == ("IGNORE_JOBS", "WEEKLY", "SPEC_NODES") and record.users == ()
+    assert record.tres == {"cpu": 8, "mem": 16384} and record.groups == ()
+    assert pa.reservation_from_old_api("n", weekly | {"flags": None}, now).flags == ()
+
+
+def test_old_api_errors_map_to_slurm_error_or_unavailable() -> None:
+    """The old API raises ValueError(message, errno), not RPCError."""
+    down = pa.slurm_error_from_pyslurm(
+        ValueError("Unable to contact slurm controller (connect failure)", 1800)
+    )
+    assert type(down) is SlurmUnavailable
+    assert str(down) == "Unable to contact slurm controller (connect failure)"
+    assert type(pa.slurm_error_from_pyslurm(ValueError("Unable to connect", 7000))) is (
+        SlurmUnavailable
+    )
+    invalid = pa.slurm_error_from_pyslurm(ValueError("Invalid job id specified", 2017))
+    assert type(invalid) is SlurmError and str(invalid) == "Invalid job id specified"
+
+
 # --- The adapter, with a fake pyslurm module (same process, thread pool) ---
 
 
@@ -906,6 +1177,166 @@ def test_cluster_other_than_the_local_one_is_refused(pyslurm: SimpleNamespace) -
     with pytest.raises(ConfigError, match="cluster 'local' only"):
         adapter(cluster="elsewhere")
     assert adapter(cluster="local").cluster == "local"
+
+
+# --- The adapter with a fake pyslurm 24.11.0 ---
+
+
+def fake_pyslurm_24_11(**overrides: Any) -> SimpleNamespace:
+    """fake_pyslurm as pyslurm 24.11.0: no Reservations, a slurmctld with Config only
+    (no ping, no version), objects without TRES, and the old API's functions and
+    classes (deprecated.pyx) in the top-level module, which raise ValueError."""
+    base = fake_pyslurm()
+    calls = base.calls
+    raw_jobs = json.loads((DATA / "squeue-json-22.05.json").read_text())["jobs"]
+    reservation_lines = (DATA / "scontrol-show-reservation-22.05.txt").read_text().splitlines()
+
+    class OldJob:  # deprecated.pyx `job`
+        def get(self) -> dict[int, dict[str, Any]]:
+            calls.append(("job.get", None))
+            return {j["job_id"]: old_api_job(j) for j in raw_jobs}
+
+    class OldDbJobs:  # deprecated.pyx `slurmdb_jobs`
+        def get(self, jobids: Any = (), clusters: Any = (), **kwargs: Any) -> dict[int, Any]:
+            calls.append(("slurmdb_jobs.get", {"jobids": list(jobids), "clusters": clusters}))
+            return {k: v for k, v in old_api_db_jobs().items() if str(k) in jobids}
+
+    class OldReservation:  # deprecated.pyx `reservation`
+        def get(self) -> dict[str, dict[str, Any]]:
+            found = (parse_key_values(line) for line in reservation_lines)
+            return {kv["ReservationName"]: old_api_reservation(kv) for kv in found}
+
+    class OldConfig:  # deprecated.pyx `config`
+        def get(self) -> dict[str, Any]:
+            return {"cluster_name": "local", "version": "24.11.5"}
+
+    def slurm_ping(index: int = 0) -> int:
+        if index > 0:
+            raise ValueError("Unable to contact slurm controller (connect failure)", 1800)
+        return 0
+
+    module = SimpleNamespace(
+        **{k: v for k, v in vars(base).items() if k not in {"Reservations", "slurmctld"}}
+    )
+    module.__version__ = "24.11.0"
+    module.slurmctld = SimpleNamespace(
+        Config=SimpleNamespace(load=lambda: SimpleNamespace(cluster="local"))
+    )
+    module.Jobs = SimpleNamespace(
+        load=lambda: Collection({j["job_id"]: as_24_11(queue_job(j), "job") for j in raw_jobs})
+    )
+    module.db = SimpleNamespace(
+        **{
+            **vars(base.db),
+            "Jobs": SimpleNamespace(
+                load=lambda db_filter: Collection({j.id: as_24_11(j, "db_job") for j in db_jobs()})
+            ),
+            "TrackableResources": SimpleNamespace(load=old_api_tres),
+        }
+    )
+    module.job = OldJob
+    module.slurmdb_jobs = OldDbJobs
+    module.reservation = OldReservation
+    module.config = OldConfig
+    module.get_controllers = lambda: ["ctl1", "ctl2"]
+    module.slurm_ping = slurm_ping
+    for name, value in overrides.items():
+        setattr(module, name, value)
+    return module
+
+
+@pytest.fixture
+def pyslurm_24_11(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    module = fake_pyslurm_24_11()
+    monkeypatch.setitem(sys.modules, "pyslurm", module)
+    monkeypatch.setitem(sys.modules, "pyslurm.settings", module.settings)
+    return module
+
+
+async def test_adapter_calls_with_pyslurm_24_11(pyslurm_24_11: SimpleNamespace) -> None:
+    calls = pyslurm_24_11.calls
+    a = adapter()
+    assert a.pyslurm_version == "24.11.0" and a.cluster == "local"
+    ping = await a.ping()  # ctl2 does not answer
+    assert ping.up and ping.responding_hosts == ("ctl1",)
+    assert ping.detail == "ctl2: Unable to contact slurm controller (connect failure)"
+    assert await a.version() == "24.11.5"
+    assert [p.name for p in await a.partitions()] == ["debug", "long"]
+    reservations = {r.name: r for r in await a.reservations()}
+    assert reservations["maint"].flags == ("MAINT", "SPEC_NODES")
+    assert reservations["teamb"].accounts == ("beta",) and reservations["teamb"].groups == ()
+    assert await a.user_default_account("bob") == "beta"
+
+    everything = await a.queue_jobs()
+    assert len(everything) == 11 and calls.count(("job.get", None)) == 1
+    failed = next(j for j in everything if j.job_id == "25")
+    assert failed.requested_tres == {"cpu": 1, "mem": 100, "node": 1, "billing": 1}
+    assert failed.allocated_tres == failed.requested_tres
+    assert [j.job_id for j in await a.queue_jobs(["32_4"])] == ["32"]
+    assert await a.queue_jobs(["999"]) == [] and calls.count(("job.get", None)) == 2
+
+    jobs = {j.job_id: j for j in await a.accounting_jobs(["28", "27_1", "32"])}
+    assert list(jobs) == ["28", "34", "32"]  # in slurmdbd's order
+    assert calls[-1] == ("slurmdb_jobs.get", {"jobids": ["28", "32", "34"], "clusters": ["local"]})
+    steps = jobs["28"]
+    assert steps.allocated_tres == {"billing": 2, "cpu": 2, "mem": 400, "node": 1}
+    assert [(s.step_id, s.allocated_tres["cpu"]) for s in steps.steps] == [
+        ("batch", 2), ("0", 2), ("1", 2),
+    ]  # fmt: skip
+    assert steps.stdout_path == "" and steps.restart_count == 0  # not in 24.11
+    pending = jobs["32"]
+    assert pending.allocated_tres == {} and pending.requested_tres["mem"] == 100
+    assert (pending.cpus, pending.node_count, pending.array_task_spec) == (1, 1, "0-9%2")
+    assert len(await a.accounting_jobs()) == 14
+
+
+async def test_pyslurm_24_11_errors(
+    pyslurm_24_11: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("Unable to contact slurm controller (connect failure)", 1800)
+
+    monkeypatch.setattr(pyslurm_24_11, "get_controllers", unreachable)
+    down = await adapter().ping()
+    assert not down.up and down.responding_hosts == ()
+    assert down.detail == "Unable to contact slurm controller (connect failure)"
+    for name in ("reservation", "config", "job"):
+        monkeypatch.setattr(pyslurm_24_11, name, lambda: SimpleNamespace(get=unreachable))
+    with pytest.raises(SlurmUnavailable, match=r"^Unable to contact slurm controller"):
+        await adapter().reservations()
+    with pytest.raises(SlurmUnavailable, match=r"^Unable to contact slurm controller"):
+        await adapter().version()
+    with pytest.raises(SlurmUnavailable, match=r"^Unable to contact slurm controller"):
+        await adapter().queue_jobs()
+    monkeypatch.setattr(
+        pyslurm_24_11,
+        "slurmdb_jobs",
+        lambda: SimpleNamespace(get=lambda **kw: unreachable(ValueError("x", 7000))),
+    )
+    with pytest.raises(SlurmUnavailable):
+        await adapter().accounting_jobs(["28"])
+
+
+async def test_pyslurm_25_11_0_has_the_new_calls_but_no_tres(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """25.11.0: ping_all, Reservations and Config.version, but its objects have no TRES
+    yet (25.11.1) and deprecated.pyx no longer has `job`: queue records go without TRES,
+    accounting ones read them through slurmdb_jobs as with 24.11."""
+    old = fake_pyslurm_24_11()
+    module = fake_pyslurm(
+        __version__="25.11.0", Jobs=old.Jobs, db=old.db, slurmdb_jobs=old.slurmdb_jobs
+    )
+    monkeypatch.setitem(sys.modules, "pyslurm", module)
+    monkeypatch.setitem(sys.modules, "pyslurm.settings", module.settings)
+    a = adapter()
+    assert (await a.ping()).responding_hosts == ("ctl1",) and await a.version() == "25.11.2"
+    assert await a.reservations() == []
+    [queued] = await a.queue_jobs(["25"])
+    assert queued.requested_tres == {} and queued.allocated_tres == {}
+    [accounted] = await a.accounting_jobs(["28"])
+    assert accounted.allocated_tres == {"billing": 2, "cpu": 2, "mem": 400, "node": 1}
+    assert accounted.stdout_path == "" and accounted.restart_count == 0
 
 
 # --- Without pyslurm (this machine) ---
