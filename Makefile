@@ -15,13 +15,14 @@ HPCGATE_LISTEN ?= 127.0.0.1:50051
 export HPCGATE_LISTEN
 
 .PHONY: help install generate check-generated lint cluster postgres run run-cluster test test-unit \
-	bench clean
+	test-pyslurm bench clean
 
 help:
 	@echo "make run      install, bring up the local Slurm, serve the API on $(HPCGATE_LISTEN)"
 	@echo "make run-cluster  cluster mode: 2 replicas on PostgreSQL behind HAProxy on 127.0.0.1:50060"
 	@echo "make test     the whole suite: stale-stub check, lint, real-Slurm tests"
 	@echo "make test-unit the tests that need no cluster (parsers, validation, config, ...)"
+	@echo "make test-pyslurm pyslurm 24.11 against a live Slurm 24.11 (Debian trixie root, scripts/slurm24.sh)"
 	@echo "make install  create $(VENV) and install hpcgate[server,dev] (editable)"
 	@echo "make generate regenerate client/hpcgate/v1 from proto/"
 	@echo "make lint     buf lint, buf format check, buf breaking, ruff, mypy"
@@ -91,7 +92,18 @@ test: install check-generated lint cluster postgres
 # The tests that need no Slurm daemons: seconds, not minutes (privsep tests still want root).
 # Tests are marked `slurm` from the fixtures they use (tests/conftest.py).
 test-unit: install
-	$(BIN)/pytest -q -m "not slurm"
+	$(BIN)/pytest -q -m "not slurm and not pyslurm_live"
+
+# pyslurm 24.11 against a live Slurm 24.11 in the Debian trixie root of scripts/slurm24.sh
+# (built once and cached: about 2.5 minutes the first time). `cluster` creates the users
+# the root copies. Then the compute and watch tests again, inside the root, their gateways
+# on pyslurm (tests/conftest.py), all but the outage test: it stops slurmctld through
+# scripts/cluster.sh, which manages the 22.05 cluster only.
+test-pyslurm: cluster
+	bash scripts/slurm24.sh up
+	bash scripts/slurm24.sh run pytest -q -m pyslurm_live tests/test_pyslurm_live.py
+	bash scripts/slurm24.sh run pytest -q tests/test_compute.py tests/test_watch.py \
+	  --deselect tests/test_watch.py::test_stream_survives_a_controller_outage
 
 bench: install cluster postgres
 	$(PY) bench/status_bench.py

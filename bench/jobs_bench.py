@@ -28,6 +28,10 @@ RPCs came as a user other than root/slurm, is marked `*` and its verdict called 
 
 Every job the bench submitted is cancelled at the end (scancel as root), also on failure.
 
+`--adapter pyslurm` serves through the pyslurm adapter instead of Slurm's tools: run it
+inside the Slurm 24.11 root (`bash scripts/slurm24.sh run python bench/jobs_bench.py
+--adapter pyslurm`), beside `--adapter cli` there, for the two side by side on one cluster.
+
     .venv/bin/python bench/jobs_bench.py [--quick] [--calls 30] [--seconds 20]
                                          [--levels 1,10,100] [--array 1000]
 """
@@ -578,6 +582,7 @@ async def run(args: argparse.Namespace, tools: Tools, jobs: Jobs, tmp: Path) -> 
         '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\nlog_level = "warning"\n'
         "[rate_limits]\nenabled = false\n"  # 100 callers of one user: measure, not throttle
+        f'[[systems]]\nid = "{SYSTEM}"\n[systems.slurm]\nadapter = "{args.adapter}"\n'
     )
     env = dict(os.environ, HPCGATE_CONFIG=str(config))
     token = subprocess.run(
@@ -752,6 +757,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="seconds per load level (default 20)")
     parser.add_argument("--levels", help="client counts, comma-separated (default 1,10,100)")
     parser.add_argument("--array", type=int, help="array tasks for ListJobs (default 1000)")
+    parser.add_argument(
+        "--adapter", choices=("cli", "pyslurm"), default="cli",
+        help="the server's Slurm adapter (pyslurm: inside the 24.11 root, "
+        "`scripts/slurm24.sh run python bench/jobs_bench.py --adapter pyslurm`)",
+    )  # fmt: skip
     args = parser.parse_args()
     quick = args.quick
     args.calls = args.calls or (10 if quick else 30)

@@ -23,6 +23,9 @@ from hpcgate.server.config import Config, StatusConfig
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPT = ROOT / "scripts" / "cluster.sh"
 IN_CI = os.environ.get("CI") == "true"
+# Inside the Slurm 24.11 root of scripts/slurm24.sh (`make test-pyslurm`): that cluster is
+# already up (its script, not cluster.sh, manages it) and the gateways use pyslurm.
+IN_SLURM24 = os.environ.get("HPCGATE_SLURM24") == "1"
 # Fixtures of real PostgreSQL (tests/postgres.py): `postgres`, `pg_dsn`.
 pytest_plugins = ["postgres"]
 
@@ -48,6 +51,8 @@ def require(condition: bool, why: str) -> None:
 
 def cluster(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run scripts/cluster.sh with `args` (e.g. 'stop', 'slurmctld'); raises on failure."""
+    if IN_SLURM24:  # it manages the host's 22.05 cluster: from the root it would stop that
+        raise RuntimeError("scripts/cluster.sh cannot manage the Slurm 24.11 cluster")
     return subprocess.run(
         ["bash", str(CLUSTER_SCRIPT), *args],
         check=True,
@@ -63,7 +68,19 @@ def slurm_cluster() -> None:
     """The real single-node Slurm, brought up by the project's own script (idempotent)."""
     require(os.geteuid() == 0, "the local Slurm cluster needs root (scripts/cluster.sh)")
     require(shutil.which("bash") is not None, "bash is needed")
+    if IN_SLURM24:
+        subprocess.run(["scontrol", "ping"], check=True, capture_output=True, timeout=30)
+        return
     cluster("up", timeout=600)
+
+
+# Slurm's ClusterName of the cluster under test (scripts/cluster.sh, scripts/slurm24.sh).
+SLURM_CLUSTER = "hpcgate24" if IN_SLURM24 else "hpcgate"
+
+
+def adapter_under_test() -> str:
+    """The Slurm adapter the suite's gateways use: pyslurm inside the 24.11 root."""
+    return "pyslurm" if IN_SLURM24 else "cli"
 
 
 def fast_config(tmp_path: Path, **status: Any) -> Config:
@@ -77,6 +94,9 @@ def fast_config(tmp_path: Path, **status: Any) -> Config:
     hook_socket = Path(base.watch.hook_socket or "/run/hpcgate-hooks/x.sock").with_name(
         f"test-{uuid.uuid4().hex[:12]}.sock"
     )
+    systems = tuple(
+        replace(s, slurm=replace(s.slurm, adapter=adapter_under_test())) for s in base.systems
+    )
     return replace(
         base,
         server=replace(
@@ -84,6 +104,7 @@ def fast_config(tmp_path: Path, **status: Any) -> Config:
         ),
         status=settings,
         watch=replace(base.watch, hook_socket=hook_socket),
+        systems=systems,
     )
 
 

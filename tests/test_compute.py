@@ -16,7 +16,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from conftest import GatewayFactory, bearer, fast_config
+from conftest import SLURM_CLUSTER, GatewayFactory, bearer, fast_config
 from hpcgate.server.app import Gateway
 from hpcgate.v1 import compute_pb2, compute_pb2_grpc
 
@@ -434,7 +434,7 @@ def limited_account() -> Iterator[tuple[str, str, str]]:
     account, counted, short = f"hpcgate-lim-{tag}", f"hpcgate-sub1-{tag}", f"hpcgate-wall-{tag}"
     sacctmgr("add", "qos", counted, "maxsubmitjobsperuser=1")
     sacctmgr("add", "qos", short, "maxwall=00:10:00", "flags=DenyOnLimit")
-    sacctmgr("add", "account", account, "cluster=hpcgate", "description=limit test")
+    sacctmgr("add", "account", account, f"cluster={SLURM_CLUSTER}", "description=limit test")
     sacctmgr(
         "add", "user", "alice", f"account={account}", "maxsubmitjobs=2",
         f"qos=normal,{counted},{short}",
