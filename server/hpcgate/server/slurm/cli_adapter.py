@@ -300,5 +300,7 @@ class CommandLineAdapter:
         result = await self.commands.run(
             "scontrol", *self._cluster_args, "delete", f"ReservationName={name}", check=False
         )
-        if result.returncode != 0 and "invalid reservation name" not in result.stderr.lower():
+        # Gone already is fine: 22.05 and 24.11 say "Requested reservation is invalid".
+        gone = ("invalid reservation name", "requested reservation is invalid")
+        if result.returncode != 0 and not any(g in result.stderr.lower() for g in gone):
             raise SlurmError(result.stderr.strip() or f"scontrol delete exited {result.returncode}")
