@@ -53,8 +53,10 @@ Differences from the command-line adapter that remain (see the tests):
   decode them (squeue --json, which the command-line adapter reads, keeps them).
 - With pyslurm 25.11 accounting records also carry stdout/stderr paths and the requeue
   count, which the command-line adapter's sacct query does not ask for (24.11 has
-  neither, like the command line); steps are always used for the exit status of a
-  cancelled job, even when `steps=False` leaves them out of the record.
+  neither, like the command line); steps are always used for the exit status (signal)
+  of a cancelled job, its batch host and its task count, even when `steps=False` leaves
+  them out of the record (`sacct --allocations` has no step rows, so `cli` leaves those
+  at 0/"" there).
 - cpus_per_task is 1 where Slurm keeps "not set" (squeue says null, so 0 there); a
   node's cpu_load is 0.0 where Slurm has no reading (None from the command line).
 - Node GRES lose socket bindings (`gpu:a100:2`, not `gpu:a100:2(S:0-1)`). With 25.11,
