@@ -257,9 +257,14 @@ root_pids() {
 }
 
 # bind_in SRC: bind-mount SRC at the same path inside the root, unless already there.
+# A bind of a directory since deleted and made again (a CI clone at the same path)
+# shows the old, empty one: compare device and inode, and bind again if they differ.
 bind_in() {
     local src=$1 dest=$ROOT$1
-    mountpoint -q "$dest" && return 0
+    if mountpoint -q "$dest"; then
+        [[ $(stat -c %d:%i "$src") == "$(stat -c %d:%i "$dest")" ]] && return 0
+        umount "$dest" || die "could not unmount the stale bind of $src at $dest"
+    fi
     mkdir -p "$dest"
     mount --bind "$src" "$dest" || die "could not bind-mount $src at $dest"
     # On a host whose mounts are shared (systemd's default), what is mounted or
