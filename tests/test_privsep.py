@@ -168,6 +168,22 @@ async def test_whoami_has_the_users_credentials(
     assert creds.pid != os.getpid()
 
 
+async def test_a_second_lane_is_another_process_of_the_same_user(
+    ps: PrivilegeSeparation, alice: UserIdentity
+) -> None:
+    """Lanes run CPU-bound batches on two cores; each is the user, nobody more."""
+    first, second = await ps.worker(alice), await ps.worker(alice, lane=1)
+    one, two = await first.whoami(), await second.whoami()
+    assert one.pid != two.pid and first is not second
+    assert (two.uid, two.euid, two.gid, set(two.groups)) == (
+        one.uid, one.euid, one.gid, set(one.groups),
+    )  # fmt: skip
+    assert await ps.worker(alice, lane=1) is second
+    assert ps.workers_alive == 2
+    with pytest.raises(ValueError, match="lane"):
+        await ps.worker(alice, lane=99)
+
+
 async def test_missing_file_and_relative_path(
     ps: PrivilegeSeparation, alice: UserIdentity, tree: Tree
 ) -> None:

@@ -63,11 +63,12 @@ class FileAccess:
 
     @contextlib.asynccontextmanager
     async def _worker(
-        self, what: str, overrides: Mapping[int, Code] | None = None
+        self, what: str, overrides: Mapping[int, Code] | None = None, lane: int = 0
     ) -> AsyncIterator[privsep.UserWorker]:
-        """The caller's worker; its failures become canonical errors about `what`."""
+        """The caller's worker (`lane`: which of its processes, see PrivilegeSeparation);
+        its failures become canonical errors about `what`."""
         try:
-            yield await self.users.worker(self.identity)
+            yield await self.users.worker(self.identity, lane)
         except (OSError, privsep.PrivsepError) as exc:
             raise file_error(exc, what, overrides) from None
 
@@ -142,10 +143,18 @@ class FileAccess:
             await worker.syncfs(path, roots=self.roots, deadline=self._long)
 
     async def copy_files(
-        self, source: str, destination: str, items: list[dict[str, Any]], *, verify: bool
+        self,
+        source: str,
+        destination: str,
+        items: list[dict[str, Any]],
+        *,
+        verify: bool,
+        lane: int = 0,
     ) -> BatchWritten:
-        """Copies a batch of small regular files between two trees (worker.op_copy_files)."""
-        async with self._worker(f"copying files from {source} to {destination}") as worker:
+        """Copies a batch of small regular files between two trees (worker.op_copy_files),
+        in the user's worker process `lane` (batches in different lanes run in parallel)."""
+        what = f"copying files from {source} to {destination}"
+        async with self._worker(what, lane=lane) as worker:
             return await worker.copy_files(
                 source, destination, items, verify=verify, roots=self.roots, deadline=self._long
             )

@@ -75,6 +75,10 @@ Reply = tuple[dict[str, Any], list[int]]
 Roots = list[str] | None  # allowed roots the worker checks resolved paths against
 
 
+# Worker processes per user at most (see PrivilegeSeparation.worker).
+MAX_LANES = 4
+
+
 @dataclass(frozen=True)
 class FileStat:
     """lstat()/stat() as seen by the user."""
@@ -729,7 +733,9 @@ class PrivilegeSeparation:
                 self._served = lookup_uid_blocking(os.geteuid())
             except PrivsepError as exc:
                 self._served_error = str(exc)
-        self._workers: dict[UserIdentity, UserWorker] = {}
+        # (user, lane) -> worker: lane 0 serves everything; more lanes are further worker
+        # processes of the same user, for work that runs on several cores at once.
+        self._workers: dict[tuple[UserIdentity, int], UserWorker] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -784,14 +790,19 @@ class PrivilegeSeparation:
         self._identities[name] = (now + self.identity_ttl, identity)
         return identity
 
-    async def worker(self, identity: UserIdentity) -> UserWorker:
-        """The running worker for `identity`, started if needed."""
+    async def worker(self, identity: UserIdentity, lane: int = 0) -> UserWorker:
+        """The running worker for `identity`, started if needed. `lane` > 0 names another
+        process of the same user (the same privileges; idle ones stop like any), so
+        that CPU-bound batches can run in parallel: one worker runs one Python thread
+        at a time (its thread pool shares the GIL)."""
         self.authorize(identity)
         if self._closed:
             raise WorkerUnavailable("privilege separation is closed")
-        handle = self._workers.get(identity)
+        if not 0 <= lane < MAX_LANES:
+            raise ValueError(f"lane must be in [0, {MAX_LANES})")
+        handle = self._workers.get((identity, lane))
         if handle is None:
-            handle = self._workers[identity] = UserWorker(self, identity)
+            handle = self._workers[(identity, lane)] = UserWorker(self, identity)
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap_idle())
         await handle._connection()

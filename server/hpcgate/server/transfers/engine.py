@@ -41,6 +41,9 @@ SMALL_FILE = 256 * 1024  # files up to this size travel in batches
 BATCH_FILES = 500
 BATCH_BYTES = 2 * 1024 * 1024  # of content per batch: a worker frame holds it in base64
 IN_FLIGHT = 2  # batches moving at once between facilities
+# Batches copied at once between two local trees of one user, each by a worker process
+# of its own (two requests to one worker only contend for its GIL: half the files/s).
+COPY_LANES = 2
 RESUMABLE_FILE = 16 * 1024 * 1024  # to a peer, files this large resume within themselves
 DATA_LOSS = 15  # google.rpc.Code
 # The temporary names writes use (privsep worker's _temp_file): `.NAME.hpcgate-HEX.part`.
@@ -136,12 +139,13 @@ class Transfer:
         self._checkpointed_at = time.monotonic()
         self._since_checkpoint = 0
         self._in_flight: deque[tuple[list[Item], asyncio.Future[BatchOutcome]]] = deque()
-        # Between two local trees of the same user, one worker request copies a batch; two
-        # at once only contend (measured: half the files/s). Between facilities, reading
-        # the next batch overlaps with writing this one.
+        # Between two local trees of the same user, a worker request copies a whole batch,
+        # COPY_LANES batches at once in as many worker processes. Between facilities,
+        # reading the next batch overlaps with writing this one.
         copies_directly_from = getattr(dest, "copies_directly_from", None)
         self._direct = bool(copies_directly_from and copies_directly_from(source))
-        self._max_in_flight = 1 if self._direct else IN_FLIGHT
+        self._max_in_flight = COPY_LANES if self._direct else IN_FLIGHT
+        self._batches = 0  # batches started: the lane of the next one
 
     # -- the whole transfer -------------------------------------------------------------
 
@@ -354,9 +358,11 @@ class Transfer:
     async def _copy_batch(self, items: list[Item]) -> BatchOutcome:
         src_root, dst_root = self.spec.source_path, self.spec.destination_path
         if self._direct:
+            self._batches += 1
             outcome: BatchOutcome = await self.dest.copy_files_from(  # type: ignore[attr-defined]
-                src_root, dst_root, items, preserve=self.preserve, verify=self.spec.verify
-            )
+                src_root, dst_root, items, preserve=self.preserve, verify=self.spec.verify,
+                lane=self._batches % COPY_LANES,
+            )  # fmt: skip
             return outcome
         files, stopped_at = await self.source.read_files(src_root, items)
         if not files:

@@ -249,14 +249,22 @@ class LocalEndpoint:
         )
 
     async def copy_files_from(
-        self, source_root: str, root: str, items: list[Item], *, preserve: bool, verify: bool
+        self,
+        source_root: str,
+        root: str,
+        items: list[Item],
+        *,
+        preserve: bool,
+        verify: bool,
+        lane: int = 0,
     ) -> BatchOutcome:
         """Copies small files (see `copies_directly_from`) without their bytes passing
-        through this process: one worker request for the whole batch."""
+        through this process: one request for the whole batch, to the user's worker
+        process `lane` (two lanes copy two batches at once, on two cores)."""
         self._written_in = root
         batch = [_batch_item(item, preserve) for item in items]
         with task_errors():
-            answer = await self.files.copy_files(source_root, root, batch, verify=verify)
+            answer = await self.files.copy_files(source_root, root, batch, verify=verify, lane=lane)
         return _outcome(answer)
 
     async def make_directory(self, path: str, mode: int | None) -> bool:
