@@ -13,9 +13,12 @@ from pathlib import Path
 import psycopg
 from test_server_process import free_port, wait_serving
 
+FAST_WATCH = "poll_floor = 0.2\npoll_ceiling = 1.0\n"
 
-def replica_config(tmp_path: Path, name: str, port: int, dsn: str) -> Path:
-    """A replica's configuration; all replicas share one state_dir (the signing key)."""
+
+def replica_config(tmp_path: Path, name: str, port: int, dsn: str, watch: str = FAST_WATCH) -> Path:
+    """A replica's configuration; all replicas share one state_dir (the signing key).
+    `watch`: the body of its [watch] table."""
     config = tmp_path / f"{name}.toml"
     config.write_text(
         '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
@@ -23,7 +26,7 @@ def replica_config(tmp_path: Path, name: str, port: int, dsn: str) -> Path:
         f'shutdown_grace = 1.0\nreplica_id = "{name}"\n'
         f'[state]\nbackend = "postgresql"\ndsn = "{dsn}"\n'
         "[status]\nprobe_interval = 1.0\n"
-        "[watch]\npoll_floor = 0.2\npoll_ceiling = 1.0\n"
+        f"[watch]\n{watch}"
         "[tasks]\nlease_seconds = 3.0\n"
     )
     return config
@@ -32,14 +35,17 @@ def replica_config(tmp_path: Path, name: str, port: int, dsn: str) -> Path:
 class Replica:
     """One server process (its own session, so that it can be frozen with its workers)."""
 
-    def __init__(self, tmp_path: Path, venv_bin: Path, name: str, dsn: str) -> None:
+    def __init__(
+        self, tmp_path: Path, venv_bin: Path, name: str, dsn: str, watch: str = FAST_WATCH
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.venv_bin = venv_bin
         self.log = tmp_path / f"{name}.log"
         self.env = dict(
-            os.environ, HPCGATE_CONFIG=str(replica_config(tmp_path, name, self.port, dsn))
+            os.environ,
+            HPCGATE_CONFIG=str(replica_config(tmp_path, name, self.port, dsn, watch)),
         )
         self.proc: asyncio.subprocess.Process | None = None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -22,6 +23,7 @@ from transfer_helpers import make_tree, snapshot, wait_task
 
 from conftest import ROOT, require
 from hpcgate.client import Client
+from hpcgate.server.slurm.hook import Notice, encode_notice
 from hpcgate.v1 import compute_pb2 as S
 from hpcgate.v1 import compute_pb2_grpc, storage_pb2_grpc, tasks_pb2_grpc
 from hpcgate.v1 import storage_pb2 as st
@@ -153,6 +155,53 @@ async def test_one_poller_failover_and_a_resumed_stream_misses_nothing(
     assert b.logged("(elected)") == 1 and a.logged("(elected)") == 1
     print(f"takeover after kill -9: {takeover:.2f} s")
     assert takeover < 10
+
+
+async def test_a_hook_notice_at_a_replica_that_does_not_poll_reaches_the_poller(
+    slurm_cluster: None, pg_dsn: str, tmp_path: Path, venv_bin: Path
+) -> None:
+    """Slurm's hook may reach only a follower (the replica on the controller's host):
+    it passes the notice on, and the poller reads the job long before its next poll."""
+    hooks = tmp_path / "hooks"  # not /run/hpcgate-hooks: only this test's notices
+    hooks.mkdir()
+
+    def watch(name: str) -> str:
+        return f'poll_floor = 60.0\npoll_ceiling = 60.0\nhook_socket = "{hooks}/{name}.sock"\n'
+
+    a = Replica(tmp_path, venv_bin, "replica-a", pg_dsn, watch("a"))
+    b = Replica(tmp_path, venv_bin, "replica-b", pg_dsn, watch("b"))
+    job_id = ""
+    try:
+        await a.start()
+        await eventually(lambda: poller_of(pg_dsn) == ["replica-a"], what="a polls")
+        await b.start()
+        md = b.token("alice")
+        async with grpc.aio.insecure_channel(b.address) as channel:
+            stream = compute_pb2_grpc.ComputeServiceStub(channel).WatchJobs(
+                S.WatchJobsRequest(parent=PARENT), metadata=md
+            )
+            await stream.read()  # the snapshot
+            done = subprocess.run(
+                ["runuser", "-u", "alice", "--", "sbatch", "--parsable", "-o", "/dev/null",
+                 "--begin=now+1hour", "--wrap", "true"],
+                capture_output=True, text=True, check=True, timeout=30,
+            )  # fmt: skip
+            job_id = done.stdout.strip().split(";")[0]
+            sent = time.monotonic()
+            notice = encode_notice(Notice("started", job_id, "", "local", time.time()))
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.sendto(notice, str(hooks / "b.sock"))  # the follower's only
+            async with asyncio.timeout(10):  # a's next poll: 60 s away
+                while True:
+                    message = await stream.read()
+                    if message.WhichOneof("kind") == "event" and message.event.job.job_id == job_id:
+                        break
+            stream.cancel()
+        assert time.monotonic() - sent < 5
+    finally:
+        if job_id:
+            subprocess.run(["scancel", job_id], check=False, timeout=30)
+        await asyncio.gather(a.stop(), b.stop())
 
 
 async def test_the_same_request_id_on_two_replicas_gives_one_job(

@@ -171,7 +171,8 @@ class Gateway:
         hook_socket = config.watch.hook_socket
         self.hooks = (
             HookListener(hook_socket, config.watch.hook_group, self.hubs, config.systems,
-                         self.metrics)
+                         self.metrics,
+                         self.cluster_jobs.forward_notice if self.cluster_jobs else None)
             if hook_socket is not None else None
         )  # fmt: skip
         # One status prober per system; its inventory also answers ComputeService's lists.
@@ -334,6 +335,8 @@ class Gateway:
         for hub in self.hubs.values():
             if hub.journal is not None:
                 await _bounded(hub.journal.close(), STEP_LIMIT, "closing the job journal")
+        if self.cluster_jobs is not None:
+            await _bounded(self.cluster_jobs.close(), STEP_LIMIT, "closing the hook forwarder")
         await _bounded(self.metrics.close(), STEP_LIMIT, "stopping the metrics endpoint")
         await asyncio.to_thread(self.store.close)
         log.info("stopped")

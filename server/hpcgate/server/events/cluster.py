@@ -6,7 +6,9 @@ that freezes (SIGSTOP, a stalled VM) is cut off by `idle_session_timeout` a few 
 later, since its keep-alive queries stop. Every replica (the poller too) follows the job
 journal (events/journal.py): one LISTEN connection rings the hubs, which apply what was
 committed. A new poller continues the revision sequence from the journal, so clients
-resume their streams on any replica without a resync.
+resume their streams on any replica without a resync. A notice of Slurm's hooks that
+reaches a replica which does not poll that system goes to the one that does over
+PostgreSQL (`forward_notice`, channel HOOK_CHANNEL).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 ELECTION_INTERVAL = 1.0
 # Seconds after which PostgreSQL ends the session of a poller that stopped talking.
 SILENT_POLLER_TIMEOUT = 4.0
+# NOTIFY channel of hook notices a follower passes on: payload "SYSTEM JOB TIME".
+HOOK_CHANNEL = "hpcgate_hooks"
 
 
 class ClusterJobs:
@@ -36,6 +40,9 @@ class ClusterJobs:
         self.hubs = hubs
         self.replica = replica  # shown as the poller session's application_name
         self.elections = 0  # times this replica became a poller (for tests and metrics)
+        self.forwarded = 0  # hook notices passed on to the poller (for tests)
+        self._sender: psycopg.AsyncConnection[Any] | None = None
+        self._sending = asyncio.Lock()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -51,15 +58,52 @@ class ClusterJobs:
                 conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {HOOK_CHANNEL}")
                     for hub in self.hubs.values():
                         hub.ring()  # whatever came while we were not listening
                     async for notify in conn.notifies():
+                        if notify.channel == HOOK_CHANNEL:
+                            self._take_forwarded(notify.payload)
+                            continue
                         rung = self.hubs.get(notify.payload)
                         if rung is not None:
                             rung.ring()
             except (psycopg.Error, OSError) as e:
                 log.warning("job journal notifications lost (%s); reconnecting", e)
                 await asyncio.sleep(ELECTION_INTERVAL)
+
+    def _take_forwarded(self, payload: str) -> None:
+        """A notice another replica passed on: read the job if this replica polls."""
+        try:
+            system, job_id, told = payload.split(" ")
+            hub = self.hubs[system]
+            stamp = float(told)
+        except (KeyError, ValueError):
+            return
+        if hub.leading:
+            hub.notified(job_id, stamp)
+
+    async def forward_notice(self, system: str, job_id: str, told_at: float) -> bool:
+        """Passes a hook notice to the replica polling `system` (best effort: the poll
+        covers a notice lost here); returns whether it was sent."""
+        payload = f"{system} {job_id} {told_at:.6f}"
+        try:
+            async with self._sending:
+                if self._sender is None or self._sender.closed:
+                    self._sender = await psycopg.AsyncConnection.connect(
+                        self.dsn, autocommit=True, connect_timeout=5
+                    )
+                await self._sender.execute("SELECT pg_notify(%s, %s)", (HOOK_CHANNEL, payload))
+        except (psycopg.Error, OSError) as e:
+            log.warning("could not pass a hook notice on to the poller: %s", e)
+            return False
+        self.forwarded += 1
+        return True
+
+    async def close(self) -> None:
+        if self._sender is not None:
+            await self._sender.close()
+            self._sender = None
 
     async def _elect(self, hub: JobHub) -> None:
         while True:

@@ -18,7 +18,7 @@ import os
 import socket
 import stat
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from hpcgate.server.config import SystemConfig
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # thread of its own drains it: a busy event loop does not make senders drop notices.
 RECEIVE_BUFFER = 4 * 1024 * 1024
 DIRECTORY_MODE = 0o2750
+# Notices being passed on to the polling replica at once, at most.
+MAX_FORWARDING = 1000
 
 
 def prepare_directory(directory: Path, owner_uid: int, group: str) -> None:
@@ -63,8 +65,13 @@ class HookListener:
         hubs: Mapping[str, JobHub],
         systems: Sequence[SystemConfig],
         metrics: Metrics | None = None,
+        forward: Callable[[str, str, float], Awaitable[bool]] | None = None,
     ) -> None:
         self.path = path
+        # Cluster mode: passes a notice for a system this replica does not poll to the
+        # replica that does (ClusterJobs.forward_notice).
+        self.forward = forward
+        self._forwarding: set[asyncio.Task[bool]] = set()
         self.group = group
         self.hubs = hubs
         self.clusters = {s.id: s.slurm.cluster for s in systems}
@@ -132,8 +139,20 @@ class HookListener:
             return
         self.received_count += 1
         for system_id in self._systems_of(notice):
-            taken = self.hubs[system_id].notified(notice.job_id, notice.time)
-            self.metrics.hook_notice(system_id, notice.event if taken else "not_polling")
+            hub = self.hubs[system_id]
+            if hub.notified(notice.job_id, notice.time):
+                self.metrics.hook_notice(system_id, notice.event)
+            elif (
+                not hub.leading
+                and self.forward is not None
+                and len(self._forwarding) < MAX_FORWARDING  # PostgreSQL slow: the poll covers
+            ):
+                self.metrics.hook_notice(system_id, "forwarded")
+                task = asyncio.ensure_future(self.forward(system_id, notice.job_id, notice.time))
+                self._forwarding.add(task)  # held until done: the loop keeps weak references
+                task.add_done_callback(self._forwarding.discard)
+            else:
+                self.metrics.hook_notice(system_id, "not_polling")
 
     def _systems_of(self, notice: Notice) -> list[str]:
         """The systems a notice is about: the one it names, else those on its Slurm
