@@ -443,10 +443,12 @@ async def test_a_remembered_token_still_expires(server: Gateway, channel: grpc.a
     """Verified tokens are remembered (no signature check per RPC), never past their expiry."""
     leeway = server.config.auth.leeway
     now = int(time.time())
-    token = sign_own(server, own_claims(server, iat=now - 60, nbf=now - 60, exp=now - leeway + 1))
+    # Expired, but within the leeway for 5 s more (room for a slow first call).
+    exp = now - leeway + 5
+    token = sign_own(server, own_claims(server, iat=now - 60, nbf=now - 60, exp=exp))
     assert (await token_info(channel, token)).user == "alice"  # within the leeway: accepted
     assert token in server.tokens._verified
-    await asyncio.sleep(2.1)
+    await asyncio.sleep(max(0.0, exp + leeway - time.time()) + 1.1)
     code, message = await refused(channel, token)
     assert code == UNAUTHENTICATED and "expired" in message
     assert token not in server.tokens._verified
