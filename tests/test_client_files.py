@@ -300,7 +300,9 @@ class CuttingProxy:
 async def test_a_dropped_connection_is_retried_without_restarting_or_writing_twice(
     gateway: Gateway, alice_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    content = os.urandom(6 * MIB)
+    # Large enough that what is in flight when the connection is cut (HTTP/2 windows grow
+    # to several MiB) cannot finish the transfer: with 6 MiB a fast run completed anyway.
+    content = os.urandom(32 * MIB)
     local = tmp_path / "payload"
     local.write_bytes(content)
     remote = str(make_owned(alice_dir / "source", "alice", 0o644, content))
