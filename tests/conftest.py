@@ -84,9 +84,11 @@ def adapter_under_test() -> str:
 
 
 def fast_config(tmp_path: Path, **status: Any) -> Config:
-    """The built-in default config with a private state dir, ephemeral ports (gRPC and
-    metrics: gateways run side by side) and fast probes."""
-    base = config_module.parse({"metrics": {"listen": "127.0.0.1:0"}})
+    """The built-in default config with a private state dir, ephemeral ports (gRPC, HTTP
+    and metrics: gateways run side by side) and fast probes."""
+    base = config_module.parse(
+        {"metrics": {"listen": "127.0.0.1:0"}, "http": {"listen": "127.0.0.1:0"}}
+    )
     settings = replace(
         StatusConfig(probe_interval=0.5, heartbeat_interval=1.0, filesystem_timeout=3.0), **status
     )

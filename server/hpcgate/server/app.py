@@ -9,6 +9,8 @@ import signal
 from collections.abc import Awaitable
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.descriptor_pool import Default as default_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -43,6 +45,7 @@ from hpcgate.server.status.hub import StatusHub
 from hpcgate.server.status.prober import SystemProber
 from hpcgate.server.tasks import SqlTaskStore, TaskRunner
 from hpcgate.server.transfers.service import Transfers
+from hpcgate.server.web.listener import HttpListener
 from hpcgate.v1 import (
     account_pb2,
     account_pb2_grpc,
@@ -107,6 +110,14 @@ def _pending_requests(limit: int) -> list[tuple[str, int]]:
     return [
         ("grpc.server.max_pending_requests", limit),
         ("grpc.server.max_pending_requests_hard_limit", limit),
+    ]
+
+
+def http_services() -> list[ServiceDescriptor]:
+    """The services the HTTP listener serves: the API's and the health service."""
+    return [
+        *(default_pool().FindServiceByName(name) for name in service_names()),
+        health_pb2.DESCRIPTOR.services_by_name["Health"],
     ]
 
 
@@ -187,6 +198,9 @@ class Gateway:
         # StartTransfer's tasks (registers the "transfer" kind on the runner).
         self.transfers = Transfers(config, self.privsep, self.tasks, self.metrics)
         self.port = 0
+        # Connect and gRPC-Web for browsers and curl, and the status page ([http]).
+        self.http = HttpListener(config, http_services()) if config.http.listen else None
+        self.http_port = 0
         self._tasks: list[asyncio.Task[None]] = []
         # Per-user, per-client and per-address rate limits and stream caps (api/limits.py).
         self.limiter = Limiter(config.rate_limits)
@@ -274,10 +288,14 @@ class Gateway:
         self.port = self._bind()
         if self.port == 0:
             raise OSError(f"could not listen on {self.config.server.listen}")
+        if self.http is not None:
+            self.http.attach(self.server)
         self.metrics_port = await self.metrics.serve(self.config.metrics.listen)
         # Tasks a previous run left unfinished are resumed or failed before RPCs see them.
         await self.tasks.start()
         await self.server.start()
+        if self.http is not None:
+            self.http_port = await self.http.start()
         for system_id, prober in self.probers.items():
             self._tasks.append(asyncio.create_task(prober.run(), name=f"prober-{system_id}"))
         if self.cluster_jobs is not None:
@@ -313,11 +331,15 @@ class Gateway:
         grace = self.config.server.shutdown_grace
         log.info("shutting down", extra={"fields": {"grace_seconds": grace}})
         await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            self.http.begin_stop()
         stopping = asyncio.create_task(self.server.stop(grace))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(stopping), max(grace - 0.5, 0.0))
         self.draining.set()
         await _bounded(stopping, grace + STEP_LIMIT, "stopping the gRPC server")
+        if self.http is not None:
+            await _bounded(self.http.stop(), grace + STEP_LIMIT, "stopping the HTTP listener")
         # Running tasks are interrupted; resumable ones continue at the next start.
         await _bounded(self.tasks.stop(), STEP_LIMIT, "interrupting tasks")
         for task in self._tasks:

@@ -268,6 +268,21 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """`[http]`: the same API over Connect and gRPC-Web for browsers and curl, and the
+    public status page (docs/http.md)."""
+
+    # HOST:PORT of the HTTP listener (HTTP/1.1 and cleartext HTTP/2); port 0 picks one;
+    # "" turns it off. Loopback by default: put TLS in front of it (a proxy) elsewhere.
+    listen: str = "127.0.0.1:8080"
+    # Origins (scheme://host[:port]) whose pages may call the API from a browser; empty:
+    # no CORS headers at all (same-origin only); "*": any origin.
+    cors_allowed_origins: tuple[str, ...] = ()
+    # Seconds a browser may cache a CORS preflight answer.
+    cors_max_age: int = 600
+
+
+@dataclass(frozen=True)
 class PrivsepConfig:
     """`[privsep]`: who the network-facing process runs as, and whom it may act for."""
 
@@ -439,6 +454,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     privsep: PrivsepConfig = field(default_factory=PrivsepConfig)
     systems: tuple[SystemConfig, ...] = ()
     peers: tuple[PeerConfig, ...] = ()
@@ -904,6 +920,36 @@ def _metrics(section: _Section | None) -> MetricsConfig:
     return metrics
 
 
+_ORIGIN_RE = re.compile(r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
+
+
+def _http(section: _Section | None) -> HttpConfig:
+    """`[http]`: the listen address checked like server.listen, origins checked as URLs."""
+    d = HttpConfig()
+    if section is None:
+        return d
+    origins = section._get("cors_allowed_origins", (list,), "a list of origins")
+    http = HttpConfig(
+        listen=section.text("listen", d.listen),
+        cors_allowed_origins=d.cors_allowed_origins if origins is None else tuple(origins),
+        cors_max_age=section.integer("cors_max_age", d.cors_max_age, minimum=0),
+    )
+    section.finish()
+    match = _ADDRESS_RE.match(http.listen)
+    if http.listen and (match is None or int(match.group(2)) > 65535):
+        raise ConfigError(
+            f"http.listen: {http.listen!r} must be HOST:PORT (port 0 picks one), "
+            'or "" to serve gRPC only'
+        )
+    for origin in http.cors_allowed_origins:
+        if not isinstance(origin, str) or not (origin == "*" or _ORIGIN_RE.match(origin)):
+            raise ConfigError(
+                f"http.cors_allowed_origins: {origin!r} must be an origin such as "
+                '"https://portal.example.org" (scheme, host, optional port; no path), or "*"'
+            )
+    return http
+
+
 def _tasks(section: _Section | None) -> TasksConfig:
     d = TasksConfig()
     if section is None:
@@ -1071,6 +1117,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         s.finish()
     rate_limits = _rate_limits(root.table("rate_limits"))
     metrics = _metrics(root.table("metrics"))
+    http = _http(root.table("http"))
     privsep = _privsep(root.table("privsep"))
     systems = tuple(_system(s) for s in root.tables("systems")) or default_systems()
     if len({s.id for s in systems}) != len(systems):
@@ -1095,6 +1142,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         storage=storage,
         rate_limits=rate_limits,
         metrics=metrics,
+        http=http,
         privsep=privsep,
         systems=systems,
         peers=peers,

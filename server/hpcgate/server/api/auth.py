@@ -12,7 +12,7 @@ from google.protobuf import duration_pb2
 from hpcgate.server.api.errors import FieldViolations
 from hpcgate.server.api.timeconv import read_duration, timestamp
 from hpcgate.server.auth.caller import current_caller
-from hpcgate.server.auth.check import peer_address
+from hpcgate.server.auth.check import caller_peer, peer_address
 from hpcgate.server.auth.scopes import ALL_SCOPES
 from hpcgate.server.auth.tokens import TokenService
 from hpcgate.v1 import auth_pb2, auth_pb2_grpc
@@ -53,7 +53,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         errors.raise_if_any()
         token, claims, client = await self.tokens.exchange(
             request.client_assertion,
-            peer_address(context.peer()),
+            peer_address(caller_peer(context)),
             frozenset(request.scopes),
             lifetime,
         )

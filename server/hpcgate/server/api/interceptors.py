@@ -25,6 +25,7 @@ from hpcgate.server.api.decoding import decoded, decoded_stream, tolerant
 from hpcgate.server.api.errors import DomainError, grpc_code, to_status
 from hpcgate.server.api.limits import Limiter
 from hpcgate.server.auth.caller import Caller, reset_caller, set_caller
+from hpcgate.server.auth.check import caller_peer
 from hpcgate.server.metrics import Metrics
 
 log = logging.getLogger("hpcgate.rpc")
@@ -51,7 +52,7 @@ class _CallRecord:
         self.metrics = metrics or Metrics.unexposed()
         # Read now: a stream handler abandoned by a cancelled call is finalized later, when
         # the call is gone, and context.peer() then crashes the process (segfault in grpc).
-        self.peer = context.peer()
+        self.peer = caller_peer(context)
         self.code: grpc.StatusCode = grpc.StatusCode.OK
         self.caller: Caller | None = None
         self.metrics.rpc_started(method)  # last: finish() undoes it, so nothing may fail after

@@ -39,7 +39,7 @@ from typing import Any
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from hpcgate.server.auth.caller import Caller
-from hpcgate.server.auth.check import peer_address
+from hpcgate.server.auth.check import caller_peer, peer_address
 from hpcgate.server.config import ClassRates, RateLimitsConfig
 from hpcgate.server.errors import Code, DomainError
 from hpcgate.server.metrics import RATE_LIMITED
@@ -191,7 +191,7 @@ class Limiter:
 
         async def checked(method: str, context: Any) -> Caller | None:
             caller = await authenticate(method, context)
-            slot = self.admit(method, caller, context.peer())
+            slot = self.admit(method, caller, caller_peer(context))
             if slot is not None:
                 context.add_done_callback(slot.release)
             return caller

@@ -6,7 +6,9 @@ ExchangeToken, health, reflection) pass without a token.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
+import secrets
 from typing import Any
 from urllib.parse import unquote
 
@@ -15,6 +17,32 @@ from hpcgate.server.auth.registry import address_in
 from hpcgate.server.auth.scopes import METHOD_SCOPES, PUBLIC_METHODS
 from hpcgate.server.auth.tokens import TokenService, unauthenticated
 from hpcgate.server.errors import Code, DomainError
+
+# The HTTP front (Connect, gRPC-Web: http/) forwards each call to this process's own gRPC
+# server and names the HTTP client's address in FORWARDED_PEER. Only a call that also
+# carries this process's secret (never sent anywhere else) is believed: anyone else who
+# sends the header is judged by their own address, as before.
+FORWARDED_PEER = "x-hpcgate-forwarded-peer"
+FORWARDED_KEY = "x-hpcgate-forwarded-key"
+FORWARDING_SECRET = secrets.token_urlsafe(32)
+
+
+def caller_peer(context: Any) -> str:
+    """The caller's address in grpc's peer form (`ipv4:10.0.0.1:5000`): the HTTP client's
+    for calls the HTTP front forwarded, the connection's own for all others."""
+    forwarded = key = None
+    for name, value in context.invocation_metadata() or ():
+        if name == FORWARDED_PEER:
+            forwarded = value
+        elif name == FORWARDED_KEY:
+            key = value
+    if (
+        isinstance(forwarded, str)
+        and isinstance(key, str)
+        and hmac.compare_digest(key.encode(), FORWARDING_SECRET.encode())
+    ):
+        return forwarded
+    return str(context.peer())
 
 
 def peer_address(peer: str) -> str | None:
@@ -58,7 +86,7 @@ class Authenticator:
             raise unauthenticated("missing access token: send 'authorization: Bearer <token>'")
         verified = await self.tokens.verify(token)
         caller = verified.caller
-        if not address_in(peer_address(context.peer()), verified.cidrs):
+        if not address_in(peer_address(caller_peer(context)), verified.cidrs):
             raise DomainError(
                 Code.PERMISSION_DENIED,
                 "this token's client is not allowed to connect from your address",
