@@ -99,6 +99,7 @@ class Server:
         config = tmp / "bench.toml"
         config.write_text(
             '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
+            '[http]\nlisten = "127.0.0.1:0"\n'  # the HTTP listener on a free port
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
             'log_level = "warning"\n'
             "[rate_limits]\nenabled = false\n"  # measure the client, not the limits

@@ -101,6 +101,7 @@ class Server:
         self.log = tmp / f"{name}.log"
         text = (
             '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
+            '[http]\nlisten = "127.0.0.1:0"\n'  # the HTTP listener on a free port
             f'[server]\nlisten = "{self.address}"\nstate_dir = "{state_dir}"\n'
             "shutdown_grace = 1.0\n"
         )

@@ -306,6 +306,7 @@ def mint_token(env: dict[str, str]) -> str:
 def server_config(tmp: str, port: int, max_chunk: int) -> str:
     return (
         '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
+        '[http]\nlisten = "127.0.0.1:0"\n'  # the HTTP listener on a free port
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
         'log_level = "warning"\n'
         f"[limits]\nmax_message_bytes = {MESSAGE_LIMIT}\n"

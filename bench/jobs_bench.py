@@ -580,6 +580,7 @@ async def run(args: argparse.Namespace, tools: Tools, jobs: Jobs, tmp: Path) -> 
     config = tmp / "bench.toml"
     config.write_text(
         '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
+        '[http]\nlisten = "127.0.0.1:0"\n'  # the HTTP listener on a free port
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\nlog_level = "warning"\n'
         "[rate_limits]\nenabled = false\n"  # 100 callers of one user: measure, not throttle
         f'[[systems]]\nid = "{SYSTEM}"\n[systems.slurm]\nadapter = "{args.adapter}"\n'

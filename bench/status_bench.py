@@ -66,6 +66,7 @@ async def main() -> None:
         config = Path(tmp) / "bench.toml"
         config.write_text(
             '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
+            '[http]\nlisten = "127.0.0.1:0"\n'  # the HTTP listener on a free port
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
             f'log_level = "warning"\n[status]\nprobe_interval = {args.probe_interval}\n'
             "[rate_limits]\nenabled = false\n"  # one address: measure, not throttle

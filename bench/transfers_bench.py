@@ -222,6 +222,7 @@ class Server:
         config = directory / "hpcgate.toml"
         config.write_text(
             '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
+            '[http]\nlisten = "127.0.0.1:0"\n'  # the HTTP listener on a free port
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{directory}/state"\n'
             f'log_level = "warning"\n[rate_limits]\nenabled = false\n{extra}'
         )

@@ -262,6 +262,7 @@ def gateway_process(extra: str = "") -> Iterator[tuple[str, str, int]]:
         config = Path(tmp) / "bench.toml"
         config.write_text(
             '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
+            '[http]\nlisten = "127.0.0.1:0"\n'  # the HTTP listener on a free port
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
             'log_level = "warning"\n[limits]\nmax_concurrent_rpcs = 20000\n'
             "[rate_limits]\nenabled = false\n" + extra  # 10,000 streams of one user: over the caps

@@ -22,6 +22,7 @@ def replica_config(tmp_path: Path, name: str, port: int, dsn: str, watch: str = 
     config = tmp_path / f"{name}.toml"
     config.write_text(
         '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
+        '[http]\nlisten = "127.0.0.1:0"\n'  # the HTTP listener on a free port
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp_path / "state"}"\n'
         f'shutdown_grace = 1.0\nreplica_id = "{name}"\n'
         f'[state]\nbackend = "postgresql"\ndsn = "{dsn}"\n'

@@ -53,6 +53,7 @@ async def server_process(
     port = free_port()
     config.write_text(
         '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
+        '[http]\nlisten = "127.0.0.1:0"\n'  # the HTTP listener on a free port
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp_path / "state"}"\n'
         "shutdown_grace = 2.0\n[status]\nprobe_interval = 1.0\n"
     )

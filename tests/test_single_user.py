@@ -62,6 +62,8 @@ async def alice_server(alice_dir: Path, venv_bin: Path) -> AsyncIterator[str]:
         "serve",
         "--listen",
         f"127.0.0.1:{port}",
+        "--http-listen",
+        "127.0.0.1:0",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )

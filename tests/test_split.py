@@ -65,7 +65,7 @@ async def split(slurm_cluster: None, split_dir: Path, venv_bin: Path) -> AsyncIt
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{split_dir / "state"}"\n'
         f'shutdown_grace = 2.0\n[privsep]\nsocket = "{split_dir / "run" / "spawner.sock"}"\n'
-        '[metrics]\nlisten = ""\n'
+        '[metrics]\nlisten = ""\n[http]\nlisten = "127.0.0.1:0"\n'
     )
     proc = await asyncio.create_subprocess_exec(
         str(venv_bin / "hpcgate-server"), "--config", str(config), "serve",

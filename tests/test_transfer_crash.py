@@ -47,6 +47,7 @@ async def test_kill_9_during_a_transfer_then_resume(
     config = tmp_path / "hpcgate.toml"
     config.write_text(
         '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
+        '[http]\nlisten = "127.0.0.1:0"\n'  # the HTTP listener on a free port
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp_path / "state"}"\n'
         "shutdown_grace = 1.0\n[status]\nprobe_interval = 1.0\n"
     )

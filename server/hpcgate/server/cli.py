@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the API (the default command)")
     serve.add_argument("--listen", help="HOST:PORT, overrides server.listen")
     serve.add_argument(
+        "--http-listen",
+        help='HOST:PORT of Connect/gRPC-Web and the status page, overrides http.listen ("" off)',
+    )
+    serve.add_argument(
         "--spawner",
         action="store_true",
         help="get per-user workers from the root spawner (sets privsep.use_spawner; how "
@@ -379,6 +383,8 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
 
         argv = ["--config", str(args.config)] if args.config else []
         argv += ["serve", *(["--listen", args.listen] if getattr(args, "listen", None) else [])]
+        if getattr(args, "http_listen", None) is not None:
+            argv += ["--http-listen", args.http_listen]
         return asyncio.run(supervise(config, argv))
     if os.geteuid() == 0:
         logging.getLogger(__name__).warning(
@@ -461,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
             config = replace(config, server=replace(config.server, listen=args.listen))
             if ":" not in args.listen:
                 raise ConfigError(f"--listen {args.listen!r} must be HOST:PORT")
+        http_listen = getattr(args, "http_listen", None)
+        if http_listen is not None:
+            if http_listen and ":" not in http_listen:
+                raise ConfigError(f"--http-listen {http_listen!r} must be HOST:PORT, or \"\"")
+            config = replace(config, http=replace(config.http, listen=http_listen))
     except ConfigError as e:
         print(f"hpcgate-server: configuration error: {e}", file=sys.stderr)
         return 2
@@ -487,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"state_dir: {config.server.state_dir}")
         print(f"listen: {config.server.listen} (tls: {'yes' if config.server.tls else 'no'})")
         print(f"metrics: {config.metrics.listen or 'off'}")
+        print(f"http (Connect, gRPC-Web, status page): {config.http.listen or 'off'}")
         for s in config.systems:
             fs = ", ".join(f"{f.name}={f.path}" for f in s.filesystems)
             print(f"system {s.id}: adapter={s.slurm.adapter} filesystems: {fs}")
