@@ -12,19 +12,22 @@ PROTO_DIR := proto
 GEN_DIR := client
 PROTOS := $(wildcard $(PROTO_DIR)/hpcgate/v1/*.proto)
 HPCGATE_LISTEN ?= 127.0.0.1:50051
-export HPCGATE_LISTEN
+HPCGATE_HTTP_LISTEN ?= 127.0.0.1:8080
+export HPCGATE_LISTEN HPCGATE_HTTP_LISTEN
 
 .PHONY: help install generate check-generated lint cluster postgres run run-cluster test test-unit \
-	test-pyslurm bench clean
+	test-pyslurm bench clean web
 
 help:
 	@echo "make run      install, bring up the local Slurm, serve the API on $(HPCGATE_LISTEN)"
+	@echo "              (and Connect, gRPC-Web and the status page on http://$(HPCGATE_HTTP_LISTEN)/)"
 	@echo "make run-cluster  cluster mode: 2 replicas on PostgreSQL behind HAProxy on 127.0.0.1:50060"
 	@echo "make test     the whole suite: stale-stub check, lint, real-Slurm tests"
 	@echo "make test-unit the tests that need no cluster (parsers, validation, config, ...)"
 	@echo "make test-pyslurm pyslurm 24.11 against a live Slurm 24.11 (Debian trixie root, scripts/slurm24.sh)"
 	@echo "make install  create $(VENV) and install hpcgate[server,dev] (editable)"
 	@echo "make generate regenerate client/hpcgate/v1 from proto/"
+	@echo "make web      build the status page script and web/dist/check.js (Node, npm ci, protoc-gen-es, esbuild)"
 	@echo "make lint     buf lint, buf format check, buf breaking, ruff, mypy"
 	@echo "make cluster  bring up munge, MariaDB, slurmdbd, slurmctld, slurmd (root)"
 	@echo "make postgres bring up the local PostgreSQL on 127.0.0.1:55432 (root)"
@@ -65,6 +68,13 @@ lint: install
 	$(BIN)/lint-imports
 	$(PY) scripts/check_slurm_boundary.py
 
+# The browser side of the Connect / gRPC-Web listener (web/README.md): Node and web/'s locked
+# packages (scripts/node.sh), TypeScript from the protos (grpcio-tools' protoc with
+# protoc-gen-es, hence `install`), then tsc (strict) and esbuild: the status page's
+# server/hpcgate/server/web/static/status.js and the Node check web/dist/check.js.
+web: install
+	bash scripts/node.sh web && cd web && npm run generate && npm run build
+
 cluster:
 	bash scripts/cluster.sh up
 
@@ -76,17 +86,17 @@ postgres:
 # Prints ready-to-use access tokens (the invoking user's; alice's too when that is root),
 # then serves.
 RUN_USER ?= $(or $(SUDO_USER),$(shell id -un))
-run: install cluster
+run: install web cluster
 	@bash scripts/run-tokens.sh $(BIN) $(HPCGATE_LISTEN) $(RUN_USER)
-	$(BIN)/hpcgate-server serve --listen $(HPCGATE_LISTEN)
+	$(BIN)/hpcgate-server serve --listen $(HPCGATE_LISTEN) --http-listen $(HPCGATE_HTTP_LISTEN)
 
 # Cluster mode (docs/deployment.md): PostgreSQL, replicas on 127.0.0.1:50061 and :50062
 # (deploy/cluster-replica-*.toml), HAProxy on 127.0.0.1:50060; prints tokens, then
 # serves until Ctrl-C.
-run-cluster: install cluster
+run-cluster: install web cluster
 	@bash scripts/run-cluster.sh $(BIN) $(RUN_USER)
 
-test: install check-generated lint cluster postgres
+test: install check-generated lint web cluster postgres
 	$(BIN)/pytest -q
 
 # The tests that need no Slurm daemons: seconds, not minutes (privsep tests still want root).

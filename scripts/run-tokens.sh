@@ -30,6 +30,11 @@ echo "Then, as ${users[-1]}:"
 echo "  export HPCGATE_ADDRESS=$listen HPCGATE_SYSTEM=local"
 echo "  $bin/hpcgate whoami"
 echo "  $bin/hpcgate sbatch --wait --follow job.sh"
+if [[ -n ${HPCGATE_HTTP_LISTEN:-} ]]; then
+    echo "Status page: http://$HPCGATE_HTTP_LISTEN/   curl (Connect, JSON):"
+    echo "  curl -H 'content-type: application/json' -d '{}' http://$HPCGATE_HTTP_LISTEN/hpcgate.v1.StatusService/ListSystems"
+    echo "  curl -H 'content-type: application/json' -H \"authorization: Bearer \$HPCGATE_TOKEN\" -d '{}' http://$HPCGATE_HTTP_LISTEN/hpcgate.v1.AuthService/GetTokenInfo"
+fi
 # With a configuration of its own (cluster mode), tokens must be signed with its key.
 config=${HPCGATE_CONFIG:+--config $HPCGATE_CONFIG }
 echo "A new token: $bin/hpcgate-server ${config}token --user ${users[-1]} --scope read --scope write --scope execute"

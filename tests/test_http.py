@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
+import os
+import pwd
+import shutil
 import struct
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ from hpcgate.server.auth.check import FORWARDED_KEY, FORWARDED_PEER
 from hpcgate.server.auth.tokens import ADMIN_CLIENT_ID
 from hpcgate.v1 import auth_pb2, status_pb2_grpc
 from hpcgate.v1 import status_pb2 as hpc_status_pb2
+from hpcgate.v1 import utilities_pb2 as U
 
 pytestmark = pytest.mark.slurm
 ALL = ("read", "write", "execute")
@@ -301,3 +307,42 @@ def test_http_settings_are_checked() -> None:
     ]:
         with pytest.raises(config_module.ConfigError, match=message):
             config_module.parse({"http": bad})
+
+
+async def test_a_client_stream_upload_over_connect_writes_the_file_as_alice(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """Upload is client-streaming: the Connect protocol carries it over HTTP/1.1 and
+    HTTP/2 (a whole request body of enveloped messages; gRPC-Web and browsers cannot)."""
+    alice = pwd.getpwnam("alice")
+    home = Path(alice.pw_dir) / f"hpcgate-http-{uuid.uuid4().hex[:8]}"
+    home.mkdir()
+    os.chown(home, alice.pw_uid, alice.pw_gid)
+    try:
+        for version in ("--http1.1", "--http2-prior-knowledge"):
+            content = uuid.uuid4().bytes * 50_000  # 800 kB in two chunks
+            target = home / f"data{version[-3:]}.bin"
+            messages = [
+                U.UploadRequest(header=U.UploadHeader(system="local", path=str(target))),
+                U.UploadRequest(chunk=U.UploadChunk(data=content[:500_000])),
+                U.UploadRequest(chunk=U.UploadChunk(data=content[500_000:])),
+            ]
+            body = tmp_path / "upload.bin"
+            body.write_bytes(
+                b"".join(struct.pack(">BI", 0, m.ByteSize()) + m.SerializeToString()
+                         for m in messages)
+            )  # fmt: skip
+            status, _, raw = await curl(
+                version, "-H", "content-type: application/connect+proto",
+                "-H", f"authorization: {token_of(gateway)}", "--data-binary", f"@{body}",
+                url(gateway, "/hpcgate.v1.UtilitiesService/Upload"),
+            )  # fmt: skip
+            assert status == 200
+            flags, length = struct.unpack(">BI", raw[:5])
+            assert flags == 0, raw
+            reply = U.UploadResponse.FromString(raw[5 : 5 + length])
+            assert reply.sha256 == hashlib.sha256(content).hexdigest()
+            assert target.read_bytes() == content
+            assert target.stat().st_uid == alice.pw_uid
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -40,6 +40,7 @@ BLOCK = re.compile(
 MODES = {None, "dry-run", "runs until stopped"}
 README_ADDRESS = "127.0.0.1:50051"
 README_METRICS = "127.0.0.1:9464"  # the metrics endpoint's default address
+README_HTTP = "127.0.0.1:8080"  # the HTTP listener's (Connect, gRPC-Web, status page)
 STREAM_SECONDS = 5
 
 
@@ -89,10 +90,13 @@ def test_the_architecture_tree_names_every_package() -> None:
     assert packages <= listed, f"missing from the README's architecture: {packages - listed}"
 
 
-def script_for(block: Block, work: Path, address: str, metrics: str = README_METRICS) -> str:
+def script_for(
+    block: Block, work: Path, address: str, metrics: str = README_METRICS, http: str = README_HTTP
+) -> str:
     """The bash lines that run one block where the reader would (against the test
     gateway's gRPC `address` and `metrics` endpoint)."""
     body = block.body.replace(README_ADDRESS, address).replace(README_METRICS, metrics)
+    body = body.replace(README_HTTP, http)
     mark = f"echo '--- README.md line {block.line}' >&2\n"
     if block.lang == "python":
         snippet = work / f"snippet-{block.line}.py"
@@ -153,7 +157,8 @@ async def test_shell_and_python_blocks_run_in_order(
     address = f"127.0.0.1:{gateway.port}"
     runnable = [b for b in blocks() if b.lang in ("sh", "python")]
     metrics = f"127.0.0.1:{gateway.metrics_port}"
-    lines = "".join(script_for(b, work, address, metrics) for b in runnable)
+    http = f"127.0.0.1:{gateway.http_port}"
+    lines = "".join(script_for(b, work, address, metrics, http) for b in runnable)
     script = "set -euo pipefail\nset -a\n" + lines
     (work / "readme.sh").write_text(script)
     token = bearer(gateway, "alice", ("read", "write", "execute"))[0][1].removeprefix("Bearer ")

@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         http_listen = getattr(args, "http_listen", None)
         if http_listen is not None:
             if http_listen and ":" not in http_listen:
-                raise ConfigError(f"--http-listen {http_listen!r} must be HOST:PORT, or \"\"")
+                raise ConfigError(f'--http-listen {http_listen!r} must be HOST:PORT, or ""')
             config = replace(config, http=replace(config.http, listen=http_listen))
     except ConfigError as e:
         print(f"hpcgate-server: configuration error: {e}", file=sys.stderr)
