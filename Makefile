@@ -115,7 +115,7 @@ test-pyslurm: cluster
 	bash scripts/slurm24.sh run pytest -q tests/test_compute.py tests/test_watch.py \
 	  --deselect tests/test_watch.py::test_stream_survives_a_controller_outage
 
-bench: install cluster postgres
+bench: install web cluster postgres
 	$(PY) bench/status_bench.py
 	$(PY) bench/watch_bench.py
 	$(PY) bench/files_bench.py
@@ -123,6 +123,7 @@ bench: install cluster postgres
 	$(PY) bench/jobs_bench.py
 	$(PY) bench/client_bench.py
 	$(PY) bench/cluster_bench.py
+	$(PY) bench/http_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -133,7 +133,6 @@ async def test_the_page_is_built_to_be_read_by_everyone(gateway: Gateway, browse
             main: document.querySelectorAll('main').length,
             live: document.querySelectorAll('[aria-live]').length,
             title: document.title,
-            errors: (window.__hpcgateErrors || []).length,
         }"""
         result: dict[str, Any] = browser.execute_script(script)
         return result
