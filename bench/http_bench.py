@@ -16,13 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -30,11 +25,10 @@ from common import free_port
 from connectrpc.client import ConnectClient
 from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_json_codec
 from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
+from watch_bench import gateway_process
 
 from hpcgate.v1 import compute_pb2 as C
 from hpcgate.v1 import compute_pb2_grpc, status_pb2, status_pb2_grpc
-
-BIN = Path(sys.executable).parent
 
 
 def method(service: str, name: str, request: Any, response: Any, kind: StreamType) -> MethodInfo:
@@ -144,30 +138,12 @@ async def stream_rows(
 
 @contextlib.contextmanager
 def gateway() -> Iterator[tuple[str, str, str]]:
-    """The gateway as a child process; yields its gRPC address, HTTP URL and a token."""
-    port, http_port = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "bench.toml"
-        config.write_text(
-            '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
-            f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
-            f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
-            'log_level = "warning"\n[metrics]\nlisten = ""\n'
-            "[rate_limits]\nenabled = false\n"  # measure the protocols, not the limits
-        )
-        env = dict(os.environ, HPCGATE_CONFIG=str(config))
-        token = subprocess.run(
-            [str(BIN / "hpcgate-server"), "token", "--user", "alice", "--scope", "read",
-             "--scope", "execute", "--ttl", "3600"],
-            env=env, capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        server = subprocess.Popen([str(BIN / "hpcgate-server"), "serve"], env=env)
-        try:
-            time.sleep(3)
-            yield f"127.0.0.1:{port}", f"http://127.0.0.1:{http_port}", token
-        finally:
-            server.terminate()
-            server.wait(10)
+    """The gateway as a child process (watch_bench's, rate limits off: this measures the
+    protocols); yields its gRPC address, HTTP URL and a token of alice."""
+    http_port = free_port()
+    with gateway_process(http=f"127.0.0.1:{http_port}") as (address, token, _pid):
+        time.sleep(3)
+        yield address, f"http://127.0.0.1:{http_port}", token
 
 
 async def main() -> None:

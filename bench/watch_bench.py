@@ -254,15 +254,16 @@ def print_hook_rows(rows: list[tuple[str, str, list[float]]], jobs: int) -> None
 
 
 @contextlib.contextmanager
-def gateway_process(extra: str = "") -> Iterator[tuple[str, str, int]]:
-    """`hpcgate-server serve` on a free port (one root process, private state), with
-    `extra` TOML appended; yields its address, alice's token and its pid."""
+def gateway_process(extra: str = "", http: str = "127.0.0.1:0") -> Iterator[tuple[str, str, int]]:
+    """`hpcgate-server serve` on a free port (one root process, private state), its HTTP
+    listener on `http`, with `extra` TOML appended; yields its address, alice's token and
+    its pid."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
         config.write_text(
             '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
-            '[http]\nlisten = "127.0.0.1:0"\n'  # the HTTP listener on a free port
+            f'[http]\nlisten = "{http}"\n'
             f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp}/state"\n'
             'log_level = "warning"\n[limits]\nmax_concurrent_rpcs = 20000\n'
             "[rate_limits]\nenabled = false\n" + extra  # 10,000 streams of one user: over the caps

@@ -82,6 +82,10 @@ class Reads:
 def reads(request: pytest.FixtureRequest, adapter: CommandLineAdapter) -> Reads:
     if request.param == "slurm":
         return Reads(adapter, None)
+    return through_a_hub(adapter)
+
+
+def through_a_hub(adapter: CommandLineAdapter) -> Reads:
     settings = WatchConfig(backfill=3600.0, accounting_interval=0.1)
     return Reads(adapter, JobHub(SYSTEM, adapter, settings))
 
@@ -185,8 +189,15 @@ async def wait_until_gone(adapter: CommandLineAdapter, job_ids: set[str]) -> Non
     pytest.fail(f"jobs {sorted(job_ids)} still in the queue after 90 s")
 
 
-async def test_jobs_after_they_left_the_queue(adapter: CommandLineAdapter, reads: Reads) -> None:
-    reader = reads
+async def test_jobs_after_they_left_the_queue(adapter: CommandLineAdapter) -> None:
+    """Straight from Slurm and through a polled hub, on the same jobs: waiting for Slurm
+    to forget them (MinJobAge) takes half a minute, so it is done once for both."""
+    both = [
+        Reads(adapter, None),
+        Reads(
+            adapter, JobHub(SYSTEM, adapter, WatchConfig(backfill=3600.0, accounting_interval=0.1))
+        ),
+    ]
     before = datetime.now(UTC) - timedelta(seconds=2)
     comment = f"hpcgate-test-{os.getpid()}-{time.time_ns()}"
     ok = sbatch("alice", f"--comment={comment}", "--wrap", "true")
@@ -195,9 +206,19 @@ async def test_jobs_after_they_left_the_queue(adapter: CommandLineAdapter, reads
     stepped = sbatch("alice", "-n", "2", "--wrap", "srun true; srun true")
     other = sbatch("bob", "--wrap", "true")
     # Still in the queue: the comment is found there.
-    assert await reader.find_by_comment("alice", comment) == ok
+    for reads in both:
+        assert await reads.find_by_comment("alice", comment) == ok
 
     await wait_until_gone(adapter, {ok, failed, array, stepped, other})
+    for reads in both:
+        await check_ended_jobs(reads, before, comment, ok, failed, array, stepped, other)
+
+
+async def check_ended_jobs(
+    reads: Reads, before: datetime, comment: str,
+    ok: str, failed: str, array: str, stepped: str, other: str,
+) -> None:  # fmt: skip
+    reader = reads
 
     done = await reader.get(ok)
     assert done is not None and done.source == "accounting"

@@ -905,18 +905,22 @@ def _privsep(section: _Section | None) -> PrivsepConfig:
     return privsep
 
 
+def _check_optional_address(key: str, value: str, empty_means: str) -> None:
+    """HOST:PORT (port 0 picks one) or "" (`empty_means`), so a typo fails at start-up."""
+    match = _ADDRESS_RE.match(value)
+    if value and (match is None or int(match.group(2)) > 65535):
+        raise ConfigError(
+            f'{key}: {value!r} must be HOST:PORT (port 0 picks one), or "" to {empty_means}'
+        )
+
+
 def _metrics(section: _Section | None) -> MetricsConfig:
     """`[metrics]`: checked like server.listen, so a typo fails at start-up, not later."""
     if section is None:
         return MetricsConfig()
     metrics = MetricsConfig(listen=section.text("listen", MetricsConfig.listen))
     section.finish()
-    match = _ADDRESS_RE.match(metrics.listen)
-    if metrics.listen and (match is None or int(match.group(2)) > 65535):
-        raise ConfigError(
-            f"metrics.listen: {metrics.listen!r} must be HOST:PORT (port 0 picks one), "
-            'or "" to turn the endpoint off'
-        )
+    _check_optional_address("metrics.listen", metrics.listen, "turn the endpoint off")
     return metrics
 
 
@@ -935,12 +939,7 @@ def _http(section: _Section | None) -> HttpConfig:
         cors_max_age=section.integer("cors_max_age", d.cors_max_age, minimum=0),
     )
     section.finish()
-    match = _ADDRESS_RE.match(http.listen)
-    if http.listen and (match is None or int(match.group(2)) > 65535):
-        raise ConfigError(
-            f"http.listen: {http.listen!r} must be HOST:PORT (port 0 picks one), "
-            'or "" to serve gRPC only'
-        )
+    _check_optional_address("http.listen", http.listen, "serve gRPC only")
     for origin in http.cors_allowed_origins:
         if not isinstance(origin, str) or not (origin == "*" or _ORIGIN_RE.match(origin)):
             raise ConfigError(

@@ -146,62 +146,40 @@ class Forwarder:
         path = f"/{service.full_name}/{method.name}"
         ser, de = request.SerializeToString, response.FromString
         channel = self.channel
+        # A call with one reply (unary, client stream) is awaited; streamed replies are
+        # relayed. Either way the request (or the request iterator) is passed on as it is.
         if kind is StreamType.UNARY:
             unary = channel.unary_unary(path, request_serializer=ser, response_deserializer=de)
-            return Endpoint.unary(info, self._unary(unary))
-        if kind is StreamType.SERVER_STREAM:
-            out = channel.unary_stream(path, request_serializer=ser, response_deserializer=de)
-            return Endpoint.server_stream(info, self._server_stream(out))
+            return Endpoint.unary(info, _one_reply(unary))
         if kind is StreamType.CLIENT_STREAM:
             into = channel.stream_unary(path, request_serializer=ser, response_deserializer=de)
-            return Endpoint.client_stream(info, self._client_stream(into))
+            return Endpoint.client_stream(info, _one_reply(into))
+        if kind is StreamType.SERVER_STREAM:
+            out = channel.unary_stream(path, request_serializer=ser, response_deserializer=de)
+            return Endpoint.server_stream(info, _streamed_replies(out))
         both = channel.stream_stream(path, request_serializer=ser, response_deserializer=de)
-        return Endpoint.bidi_stream(info, self._bidi_stream(both))
+        return Endpoint.bidi_stream(info, _streamed_replies(both))
 
-    @staticmethod
-    def _unary(stub: Any) -> Any:
-        async def forward(request: Message, ctx: RequestContext[Any, Any]) -> Message:
-            call = stub(request, metadata=call_metadata(ctx), timeout=_timeout(ctx))
-            try:
-                reply: Message = await call
-            except grpc.aio.AioRpcError as e:
-                raise connect_error(e) from None
-            _copy_metadata(await call.initial_metadata(), ctx.response_headers)
-            _copy_metadata(await call.trailing_metadata(), ctx.response_trailers)
-            return reply
 
-        return forward
+def _one_reply(stub: Any) -> Any:
+    async def forward(request: Any, ctx: RequestContext[Any, Any]) -> Message:
+        call = stub(request, metadata=call_metadata(ctx), timeout=_timeout(ctx))
+        try:
+            reply: Message = await call
+        except grpc.aio.AioRpcError as e:
+            raise connect_error(e) from None
+        _copy_metadata(await call.initial_metadata(), ctx.response_headers)
+        _copy_metadata(await call.trailing_metadata(), ctx.response_trailers)
+        return reply
 
-    @staticmethod
-    def _server_stream(stub: Any) -> Any:
-        def forward(request: Message, ctx: RequestContext[Any, Any]) -> AsyncIterator[Message]:
-            return _relay(stub(request, metadata=call_metadata(ctx), timeout=_timeout(ctx)), ctx)
+    return forward
 
-        return forward
 
-    @staticmethod
-    def _client_stream(stub: Any) -> Any:
-        async def forward(
-            requests: AsyncIterator[Message], ctx: RequestContext[Any, Any]
-        ) -> Message:
-            call = stub(requests, metadata=call_metadata(ctx), timeout=_timeout(ctx))
-            try:
-                reply: Message = await call
-            except grpc.aio.AioRpcError as e:
-                raise connect_error(e) from None
-            _copy_metadata(await call.initial_metadata(), ctx.response_headers)
-            return reply
+def _streamed_replies(stub: Any) -> Any:
+    def forward(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Message]:
+        return _relay(stub(request, metadata=call_metadata(ctx), timeout=_timeout(ctx)), ctx)
 
-        return forward
-
-    @staticmethod
-    def _bidi_stream(stub: Any) -> Any:
-        def forward(
-            requests: AsyncIterator[Message], ctx: RequestContext[Any, Any]
-        ) -> AsyncIterator[Message]:
-            return _relay(stub(requests, metadata=call_metadata(ctx), timeout=_timeout(ctx)), ctx)
-
-        return forward
+    return forward
 
 
 async def _relay(call: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Message]:
