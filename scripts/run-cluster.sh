@@ -11,6 +11,8 @@
 #   127.0.0.1:50061   replica-1                      deploy/cluster-replica-1.toml
 #   127.0.0.1:50062   replica-2                      deploy/cluster-replica-2.toml
 #   127.0.0.1:50069   HAProxy statistics page
+#   127.0.0.1:8060    HAProxy for the replicas' HTTP listeners (8061, 8062): Connect,
+#                     gRPC-Web and the status page
 # Replica logs: .cluster/replica-N.log (JSON lines) in the repository.
 set -euo pipefail
 
@@ -150,7 +152,7 @@ bash scripts/haproxy.sh up deploy/haproxy.cfg
 
 # Tokens are signed with the key in the replicas' shared state_dir, so any replica's
 # configuration serves.
-HPCGATE_HTTP_LISTEN=127.0.0.1:8061 HPCGATE_CONFIG=$(config_of 1) bash scripts/run-tokens.sh "$BIN" "$PROXY" "$RUN_USER"
+HPCGATE_HTTP_LISTEN=127.0.0.1:8060 HPCGATE_CONFIG=$(config_of 1) bash scripts/run-tokens.sh "$BIN" "$PROXY" "$RUN_USER"
 echo "Cluster mode: HAProxy on $PROXY -> replicas $(address_of 1), $(address_of 2)"
 echo "  Tokens for the cluster need its configuration (its signing key):"
 echo "    $BIN/hpcgate-server --config $(config_of 1) token --user USER --scope read ..."

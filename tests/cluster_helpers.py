@@ -16,13 +16,15 @@ from test_server_process import free_port, wait_serving
 FAST_WATCH = "poll_floor = 0.2\npoll_ceiling = 1.0\n"
 
 
-def replica_config(tmp_path: Path, name: str, port: int, dsn: str, watch: str = FAST_WATCH) -> Path:
+def replica_config(
+    tmp_path: Path, name: str, port: int, dsn: str, watch: str = FAST_WATCH, http_port: int = 0
+) -> Path:
     """A replica's configuration; all replicas share one state_dir (the signing key).
     `watch`: the body of its [watch] table."""
     config = tmp_path / f"{name}.toml"
     config.write_text(
         '[privsep]\nservice_user = ""\n'  # one root process: state in a private temp dir
-        '[http]\nlisten = "127.0.0.1:0"\n'  # the HTTP listener on a free port
+        f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
         f'[server]\nlisten = "127.0.0.1:{port}"\nstate_dir = "{tmp_path / "state"}"\n'
         f'shutdown_grace = 1.0\nreplica_id = "{name}"\n'
         f'[state]\nbackend = "postgresql"\ndsn = "{dsn}"\n'
@@ -42,11 +44,17 @@ class Replica:
         self.name = name
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        # Its HTTP listener (Connect, gRPC-Web), on a port known in advance for HAProxy.
+        self.http_address = f"127.0.0.1:{free_port()}"
         self.venv_bin = venv_bin
         self.log = tmp_path / f"{name}.log"
         self.env = dict(
             os.environ,
-            HPCGATE_CONFIG=str(replica_config(tmp_path, name, self.port, dsn, watch)),
+            HPCGATE_CONFIG=str(
+                replica_config(
+                    tmp_path, name, self.port, dsn, watch, int(self.http_address.split(":")[1])
+                )
+            ),
         )
         self.proc: asyncio.subprocess.Process | None = None
 

@@ -5,6 +5,7 @@ one job per request_id across replicas, and tasks that survive a frozen replica.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -361,13 +362,16 @@ async def test_every_replica_reads_the_same_jobs_with_the_same_revisions(
 async def test_haproxy_balances_grpc_over_the_replicas(
     replicas: tuple[Replica, Replica], tmp_path: Path
 ) -> None:
-    """deploy/haproxy.cfg, as `make run-cluster` runs it, on this test's ports."""
+    """deploy/haproxy.cfg, as `make run-cluster` runs it, on this test's ports: gRPC and
+    the HTTP front (Connect) both reach both replicas."""
     a, b = replicas
-    front, stats = free_port(), free_port()
+    front, stats, http_front = free_port(), free_port(), free_port()
     config = (ROOT / "deploy" / "haproxy.cfg").read_text()
     for old, new in (("127.0.0.1:50060", f"127.0.0.1:{front}"), ("127.0.0.1:50069",
                      f"127.0.0.1:{stats}"), ("127.0.0.1:50061", a.address),
-                     ("127.0.0.1:50062", b.address)):  # fmt: skip
+                     ("127.0.0.1:50062", b.address), ("127.0.0.1:8060",
+                     f"127.0.0.1:{http_front}"), ("127.0.0.1:8061", a.http_address),
+                     ("127.0.0.1:8062", b.http_address)):  # fmt: skip
         assert old in config
         config = config.replace(old, new)
     (tmp_path / "haproxy.cfg").write_text(config)
@@ -388,5 +392,17 @@ async def test_haproxy_balances_grpc_over_the_replicas(
                 await client.close()
         after = (a.logged('"message": "rpc"'), b.logged('"message": "rpc"'))
         assert after[0] - before[0] >= 2 and after[1] - before[1] >= 2
+        # The HTTP front: curl's Connect calls (HTTP/1.1 and h2c) reach both replicas.
+        for version in ("--http1.1", "--http2-prior-knowledge") * 4:
+            done = subprocess.run(
+                ["curl", "-sS", "--fail-with-body", version, "-H", "content-type: application/json",
+                 "-H", f"authorization: Bearer {token}", "-d", "{}",
+                 f"http://127.0.0.1:{http_front}/hpcgate.v1.AuthService/GetTokenInfo"],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert json.loads(done.stdout)["user"] == "alice"
+        final = (a.logged('"message": "rpc"'), b.logged('"message": "rpc"'))
+        assert final[0] - after[0] >= 2 and final[1] - after[1] >= 2
     finally:
         subprocess.run(["bash", script, "down"], env=env, capture_output=True, timeout=60)
