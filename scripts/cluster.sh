@@ -68,27 +68,14 @@ readonly SERVICE_USER=hpcgate
 readonly SHARED_GROUP=hpcgate-test
 
 QUIET=${HPCGATE_CLUSTER_QUIET:-0}
-CLEANUP_FILES=()
+LOG_NAME=cluster
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 CTLD_STARTED_AT=""
 SLURM_CONF_CHANGED=0
 DBD_CONF_CHANGED=0
 
 # ---------------------------------------------------------------- helpers ---
-
-say() {
-    if [[ $QUIET != 1 ]]; then
-        printf 'cluster: %s\n' "$*" >&2
-    fi
-}
-
-warn() {
-    printf 'cluster: warning: %s\n' "$*" >&2
-}
-
-die() {
-    printf 'cluster: ERROR: %s\n' "$*" >&2
-    exit 1
-}
 
 # die_with_log LOGFILE MESSAGE: fail, showing the end of LOGFILE and, for a
 # daemon, of what it printed on stdout/stderr while starting.
@@ -107,18 +94,6 @@ die_with_log() {
         fi
     done
     exit 1
-}
-
-cleanup() {
-    local f
-    for f in "${CLEANUP_FILES[@]}"; do
-        rm -f -- "$f"
-    done
-}
-trap cleanup EXIT
-
-now() {
-    date +%s.%N
 }
 
 elapsed_since() {
@@ -229,18 +204,6 @@ daemon_pid() {
         done
     done
     return 1
-}
-
-# close_fds: close every fd above 2 (our lock, a caller's pipes) so that a
-# daemon started from here holds nothing of ours.
-close_fds() {
-    local fd
-    for fd in /proc/self/fd/*; do
-        fd=${fd##*/}
-        if ((fd > 2)); then
-            eval "exec ${fd}>&-" 2>/dev/null || true
-        fi
-    done
 }
 
 # spawn OUT CMD...: run CMD detached (new session, stdio to OUT, no inherited

@@ -29,24 +29,10 @@ readonly OUT_DIR=/var/log/hpcgate-cluster
 readonly APT_LOG=$OUT_DIR/haproxy-apt.log
 readonly STOP_TIMEOUT=10
 
-CLEANUP_FILES=()
-
-say() {
-    printf 'haproxy: %s\n' "$*" >&2
-}
-
-die() {
-    printf 'haproxy: ERROR: %s\n' "$*" >&2
-    exit 1
-}
-
-cleanup() {
-    local f
-    for f in "${CLEANUP_FILES[@]}"; do
-        rm -f -- "$f"
-    done
-}
-trap cleanup EXIT
+QUIET=0
+LOG_NAME=haproxy
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # pid_is_haproxy PID: a live (non-zombie) process running the haproxy binary.
 pid_is_haproxy() {
@@ -92,17 +78,6 @@ ensure_haproxy() {
             die "could not install haproxy"
         fi
     fi
-}
-
-# close_fds: close every fd above 2 so that the daemon holds none of our caller's pipes.
-close_fds() {
-    local fd
-    for fd in /proc/self/fd/*; do
-        fd=${fd##*/}
-        if ((fd > 2)); then
-            eval "exec ${fd}>&-" 2>/dev/null || true
-        fi
-    done
 }
 
 cmd_up() {

@@ -50,20 +50,11 @@ readonly LOCK_FILE=/run/lock/hpcgate-postgres.lock
 readonly READY_TIMEOUT=30
 
 QUIET=${HPCGATE_POSTGRES_QUIET:-0}
-CLEANUP_FILES=()
+LOG_NAME=postgres
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # ---------------------------------------------------------------- helpers ---
-
-say() {
-    if [[ $QUIET != 1 ]]; then
-        printf 'postgres: %s\n' "$*" >&2
-    fi
-}
-
-die() {
-    printf 'postgres: ERROR: %s\n' "$*" >&2
-    exit 1
-}
 
 # die_with_log LOGFILE MESSAGE: fail, showing the end of LOGFILE.
 die_with_log() {
@@ -77,14 +68,6 @@ die_with_log() {
     fi
     exit 1
 }
-
-cleanup() {
-    local f
-    for f in "${CLEANUP_FILES[@]}"; do
-        rm -f -- "$f"
-    done
-}
-trap cleanup EXIT
 
 require_root() {
     if [[ $EUID -ne 0 ]]; then
@@ -135,19 +118,6 @@ require_ready() {
         echo "postgres.sh: nothing answers on $PG_HOST:$PG_PORT; run: sudo scripts/postgres.sh up" >&2
         exit 3
     fi
-}
-
-# close_fds: close every fd above 2 (our lock, a caller's pipes) so that the server
-# started from here holds nothing of ours (a postmaster holding the lock would block
-# every later `up`; one holding a caller's pipe would keep `$(...)` or make waiting).
-close_fds() {
-    local fd
-    for fd in /proc/self/fd/*; do
-        fd=${fd##*/}
-        if ((fd > 2)); then
-            eval "exec ${fd}>&-" 2>/dev/null || true
-        fi
-    done
 }
 
 # pg_ctl_detached ACTION...: pg_ctlcluster for this cluster, with no inherited fds.

@@ -106,24 +106,14 @@ readonly ROOT_ENV=(
     HOME=/root LANG=C.UTF-8 "SLURM_CONF=$SLURM_CONF" HPCGATE_SLURM24=1
 )
 
-CLEANUP_FILES=()
+QUIET=0
+LOG_NAME=slurm24
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 SLURM_CONF_CHANGED=0
 DBD_CONF_CHANGED=0
 
 # ---------------------------------------------------------------- helpers ---
-
-say() {
-    printf 'slurm24: %s\n' "$*" >&2
-}
-
-warn() {
-    printf 'slurm24: warning: %s\n' "$*" >&2
-}
-
-die() {
-    printf 'slurm24: ERROR: %s\n' "$*" >&2
-    exit 1
-}
 
 # die_with_log LOGFILE MESSAGE: fail, showing the end of LOGFILE (a host path).
 die_with_log() {
@@ -140,20 +130,9 @@ die_with_log() {
     exit 1
 }
 
-cleanup() {
-    local f
-    for f in "${CLEANUP_FILES[@]}"; do
-        rm -f -- "$f"
-    done
-}
-trap cleanup EXIT
 # A command that fails where nothing checks it stops the script (set -e): say which.
 set -E
 trap 'printf "slurm24: ERROR: unexpected failure (exit %s) at line %s: %s\n" "$?" "$LINENO" "$BASH_COMMAND" >&2' ERR
-
-now() {
-    date +%s.%N
-}
 
 elapsed_since() {
     awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }'
@@ -180,18 +159,6 @@ in_root() {
 # Client commands get a hard timeout so that a wedged daemon cannot hang us.
 q() {
     timeout 20 chroot "$ROOT" /usr/bin/env -i "${ROOT_ENV[@]}" "$@"
-}
-
-# close_fds: close every fd above 2 (our lock, a caller's pipes) so that a daemon
-# started from here holds nothing of ours.
-close_fds() {
-    local fd
-    for fd in /proc/self/fd/*; do
-        fd=${fd##*/}
-        if ((fd > 2)); then
-            eval "exec ${fd}>&-" 2>/dev/null || true
-        fi
-    done
 }
 
 # spawn OUT CMD...: run CMD in the root, detached (new session, stdio to OUT); for
