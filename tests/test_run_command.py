@@ -484,4 +484,7 @@ async def test_command_dies_even_when_privsep_closed_first(slurm_cluster: None) 
     with pytest.raises((asyncio.CancelledError, DomainError)):
         await task
     await wait_group_gone(pgid, within=5)
+    # The slot is freed by the command's cleanup, a task of its own that may still be
+    # waiting for an exit status the closed worker can no longer give (up to REAP_TIMEOUT).
+    await asyncio.wait_for(runner.close(), 15)
     assert runner.running("alice") == 0
