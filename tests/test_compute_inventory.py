@@ -256,8 +256,8 @@ async def check_ended_jobs(
     assert not {ok, failed} & {j.job_id for j in earlier}
     if reads.hub is not None:
         # Ended jobs are final: reading them again costs Slurm nothing.
-        calls = reads.hub.accounting_calls
+        calls = reads.hub.read_accounting_calls
         for job_id in (ok, failed, f"{array}_1", stepped):
             again = await reads.reader.get(job_id)
             assert again is not None and again.record.finished and again.has_steps
-        assert reads.hub.accounting_calls == calls
+        assert reads.hub.read_accounting_calls == calls

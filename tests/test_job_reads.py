@@ -94,11 +94,11 @@ async def test_jobs_carry_revisions_and_list_resumes_a_watch(stub, gateway) -> N
     assert "batch" in [s.step_id for s in done.steps] and done.revision >= listed.revision
     # Ended, settled: reading it again costs Slurm nothing.
     hub = gateway.hubs["local"]
-    calls = hub.accounting_calls
+    calls = hub.read_accounting_calls
     for _ in range(20):
         again = (await stub.GetJob(S.GetJobRequest(name=submitted.name), metadata=md)).job
         assert again == done
-    assert hub.accounting_calls == calls
+    assert hub.read_accounting_calls == calls
 
 
 @pytest.mark.slurm

@@ -165,7 +165,10 @@ class JobHub:
         self.finished = FinishedJobs(settings.finished_cache_size)
         self._backfilled = settings.backfill <= 0
         self._lookups: dict[str, asyncio.Future[JobView | None]] = {}
-        self.accounting_calls = 0
+        self.accounting_calls = 0  # every sacct call: polls, backfill and reads
+        # The ones a reader caused (lookup, fill_steps): settled jobs must cost none,
+        # while the poller keeps reading accounting for the other jobs meanwhile.
+        self.read_accounting_calls = 0
         # Jobs that left the queue unseen, for the next accounting read; and the signal
         # that one is wanted (the poller never waits for slurmdbd: see `run`).
         self._vanished: set[str] = set()
@@ -293,6 +296,7 @@ class JobHub:
     async def _lookup(self, wanted: str) -> JobView | None:
         live = self._live(wanted)
         self.accounting_calls += 1
+        self.read_accounting_calls += 1
         records = await self.adapter.accounting_jobs(job_ids=[live.job_id if live else wanted])
         if live is not None:
             accounting = next((j for j in records if j.job_id == live.job_id), None)
@@ -308,6 +312,7 @@ class JobHub:
         ids = list(job_ids)
         for start in range(0, len(ids), ACCOUNTING_BATCH):
             self.accounting_calls += 1
+            self.read_accounting_calls += 1
             chunk = ids[start : start + ACCOUNTING_BATCH]
             self._take_accounting(await self.adapter.accounting_jobs(job_ids=chunk), set())
 
