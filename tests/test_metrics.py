@@ -100,6 +100,21 @@ async def test_serves_its_own_registry_on_a_free_port_and_stops(metrics: Metrics
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
+async def test_serves_on_ipv6_loopback_and_by_host_name(metrics: Metrics) -> None:
+    port = await metrics.serve("[::1]:0")
+    metrics.rpc_finished("/x.S/Get", "OK", 0.01)
+    with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=10) as reply:
+        assert b"hpcgate_rpcs_total" in reply.read()
+    await metrics.close()
+    named = Metrics(CollectorRegistry())
+    port = await named.serve("localhost:0")
+    named.rpc_finished("/x.S/Get", "OK", 0.01)
+    try:
+        assert "hpcgate_rpcs_total" in str(await asyncio.to_thread(scrape, port))
+    finally:
+        await named.close()
+
+
 async def test_a_taken_port_is_logged_not_fatal(
     metrics: Metrics, caplog: pytest.LogCaptureFixture
 ) -> None:

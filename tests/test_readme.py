@@ -41,7 +41,7 @@ MODES = {None, "dry-run", "runs until stopped"}
 README_ADDRESS = "127.0.0.1:50051"
 README_METRICS = "127.0.0.1:9464"  # the metrics endpoint's default address
 README_HTTP = "127.0.0.1:8080"  # the HTTP listener's (Connect, gRPC-Web, status page)
-STREAM_SECONDS = 5
+STREAM_SECONDS = 3
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ Every gateway owns its own CollectorRegistry (tests run several gateways in one
 process, and a shared registry would refuse the second set of names). Components take
 an optional `Metrics`; without one they get `Metrics.unexposed()`, whose metrics are in
 no registry: recording costs a few attribute updates and is never scraped. Only the
-HTTP server runs off the event loop (prometheus_client's WSGI server in a daemon
-thread); recording is lock-protected counters, cheap enough for the loop.
+HTTP server runs off the event loop (prometheus_client's WSGI app on a threading
+server in a daemon thread); recording is lock-protected counters, cheap enough for the loop.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,10 +25,15 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
-    start_http_server,
+    make_wsgi_app,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 
 log = logging.getLogger(__name__)
+
+# How often the metrics thread looks for a shutdown request: closing the gateway waits
+# up to this long for it (socketserver's default, 0.5 s, was most of a gateway's stop).
+SHUTDOWN_POLL = 0.05
 
 # Task runs last from a second to a day: the default (sub-second) buckets would lump them.
 TASK_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
@@ -194,7 +200,7 @@ class Metrics:
         host, port = listen.rsplit(":", 1)
         try:
             self._server = await asyncio.to_thread(
-                start_http_server, int(port), host.strip("[]"), self.registry
+                _start_server, host.strip("[]"), int(port), self.registry
             )
         except OSError as e:
             log.error("METRICS NOT SERVED: cannot listen on %s: %s", listen, e)
@@ -210,6 +216,31 @@ class Metrics:
         server, thread = self._server
         self._server = None
         await asyncio.to_thread(_shut_down, server, thread)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """Scrapes are not logged (wsgiref would write each to stderr)."""
+
+
+class _IPv6Server(ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
+def _start_server(
+    host: str, port: int, registry: CollectorRegistry
+) -> tuple[WSGIServer, threading.Thread]:
+    """prometheus_client's WSGI app on a threading server of our own, so that its loop
+    polls for shutdown every SHUTDOWN_POLL seconds rather than every half second."""
+    server_class = _IPv6Server if ":" in host else ThreadingWSGIServer
+    server = make_server(
+        host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler
+    )
+    thread = threading.Thread(
+        target=server.serve_forever, args=(SHUTDOWN_POLL,), name="metrics", daemon=True
+    )
+    thread.start()
+    return server, thread
 
 
 def _shut_down(server: WSGIServer, thread: threading.Thread) -> None:
