@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -236,3 +237,27 @@ def test_unknown_system_and_bad_config_are_clear_errors(tmp_path: Path, venv_bin
         check=False,
     )
     assert bad.returncode == 2 and "server.listen" in bad.stderr
+
+
+async def test_an_abandoned_shutdown_step_says_where_each_task_waits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A step that outlives its limit is given up, and the log names the line every
+    unfinished task waits at: what an operator needs to find what held the stop."""
+    from hpcgate.server import app
+
+    async def stuck_forever() -> None:
+        await asyncio.Event().wait()
+
+    stuck = asyncio.create_task(stuck_forever(), name="stuck-poller")
+    await asyncio.sleep(0)
+    try:
+        with caplog.at_level(logging.ERROR, "hpcgate"):
+            await app._bounded(asyncio.sleep(30), 0.1, "stopping probers and pollers")
+    finally:
+        stuck.cancel()
+    (record,) = [r for r in caplog.records if "did not finish in time" in r.getMessage()]
+    fields = record.fields  # type: ignore[attr-defined]
+    assert fields["step"] == "stopping probers and pollers" and fields["seconds"] == 0.1
+    (line,) = [w for w in fields["waiting"] if w.startswith("stuck-poller: ")]
+    assert line.endswith("in stuck_forever") and "test_server_process.py:" in line

@@ -70,13 +70,30 @@ STEP_LIMIT = 20.0
 
 
 async def _bounded(step: Awaitable[object], seconds: float, what: str) -> None:
+    """Waits up to `seconds` for one shutdown step, then abandons it, saying where every
+    task still running was waiting (what kept the step from ending)."""
     try:
         await asyncio.wait_for(step, seconds)
     except TimeoutError:
         log.error(
             "shutdown step did not finish in time; abandoned",
-            extra={"fields": {"step": what, "seconds": seconds}},
+            extra={"fields": {"step": what, "seconds": seconds, "waiting": _waiting()}},
         )
+
+
+def _waiting() -> list[str]:
+    """`task name: file:line in function` of each unfinished task's innermost frame."""
+    found = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task() or task.done():
+            continue
+        frames = task.get_stack()
+        where = "not started"
+        if frames:
+            code = frames[-1].f_code
+            where = f"{code.co_filename}:{frames[-1].f_lineno} in {code.co_name}"
+        found.append(f"{task.get_name()}: {where}")
+    return sorted(found)
 
 
 def _connection_age(seconds: float) -> list[tuple[str, int]]:
