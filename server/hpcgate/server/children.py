@@ -15,52 +15,55 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+# Child watchers are deprecated in 3.12 and gone in 3.14: the class exists only where
+# it is used, so that importing this module works on every version.
+if sys.version_info < (3, 12):
 
-class PidfdWatcher(asyncio.AbstractChildWatcher):
-    """A child watcher bound to no loop: each child is watched by the running loop."""
+    class PidfdWatcher(asyncio.AbstractChildWatcher):
+        """A child watcher bound to no loop: each child is watched by the running loop."""
 
-    def add_child_handler(  # type: ignore[override]  # typeshed: a TypeVarTuple signature
-        self, pid: int, callback: Callable[..., object], *args: Any
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        pidfd = os.pidfd_open(pid)
-        loop.add_reader(pidfd, self._reap, loop, pid, pidfd, callback, args)
+        def add_child_handler(  # type: ignore[override]  # typeshed: a TypeVarTuple signature
+            self, pid: int, callback: Callable[..., object], *args: Any
+        ) -> None:
+            loop = asyncio.get_running_loop()
+            pidfd = os.pidfd_open(pid)
+            loop.add_reader(pidfd, self._reap, loop, pid, pidfd, callback, args)
 
-    @staticmethod
-    def _reap(
-        loop: asyncio.AbstractEventLoop,
-        pid: int,
-        pidfd: int,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-    ) -> None:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:
-            returncode = 255  # reaped elsewhere; what asyncio's own watchers report
-        else:
-            returncode = os.waitstatus_to_exitcode(status)
-        callback(pid, returncode, *args)
+        @staticmethod
+        def _reap(
+            loop: asyncio.AbstractEventLoop,
+            pid: int,
+            pidfd: int,
+            callback: Callable[..., object],
+            args: tuple[Any, ...],
+        ) -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                returncode = 255  # reaped elsewhere; what asyncio's own watchers report
+            else:
+                returncode = os.waitstatus_to_exitcode(status)
+            callback(pid, returncode, *args)
 
-    def remove_child_handler(self, pid: int) -> bool:
-        return False  # asyncio calls this only for children it no longer waits for
+        def remove_child_handler(self, pid: int) -> bool:
+            return False  # asyncio calls this only for children it no longer waits for
 
-    def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        pass
+        def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+            pass
 
-    def close(self) -> None:
-        pass
+        def close(self) -> None:
+            pass
 
-    def is_active(self) -> bool:
-        return True
+        def is_active(self) -> bool:
+            return True
 
-    def __enter__(self) -> PidfdWatcher:
-        return self
+        def __enter__(self) -> PidfdWatcher:
+            return self
 
-    def __exit__(self, *exc: object) -> None:
-        pass
+        def __exit__(self, *exc: object) -> None:
+            pass
 
 
 def install_pidfd_watcher() -> None:
