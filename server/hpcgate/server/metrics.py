@@ -227,12 +227,19 @@ class _IPv6Server(ThreadingWSGIServer):
     address_family = socket.AF_INET6
 
 
+def _family(host: str, port: int) -> socket.AddressFamily:
+    """The address family `host` resolves to first (an IPv6 literal, or a host name with
+    only IPv6 addresses, needs an AF_INET6 socket), as prometheus_client chooses it."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+
 def _start_server(
     host: str, port: int, registry: CollectorRegistry
 ) -> tuple[WSGIServer, threading.Thread]:
     """prometheus_client's WSGI app on a threading server of our own, so that its loop
     polls for shutdown every SHUTDOWN_POLL seconds rather than every half second."""
-    server_class = _IPv6Server if ":" in host else ThreadingWSGIServer
+    v6 = _family(host, port) == socket.AF_INET6
+    server_class = _IPv6Server if v6 else ThreadingWSGIServer
     server = make_server(
         host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler
     )
