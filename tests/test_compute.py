@@ -425,6 +425,26 @@ def sacctmgr(*args: str) -> None:
     subprocess.run(["sacctmgr", "-i", *args], check=True, capture_output=True, text=True)
 
 
+def sacctmgr_delete(*args: str, within: float = 30.0) -> None:
+    """`sacctmgr delete ...`, retried while slurmdbd still counts a cancelled job as
+    active: squeue forgets a cancelled job before slurmdbd records its end, and until
+    then sacctmgr refuses to remove its association ("Job(s) active"). The failing
+    attempt's output is kept in the test's failure."""
+    deadline, tried = time.monotonic() + within, False
+    while True:
+        done = subprocess.run(
+            ["sacctmgr", "-i", "delete", *args], capture_output=True, text=True, check=False
+        )
+        if done.returncode == 0:
+            return
+        if tried and "Nothing deleted" in done.stdout + done.stderr:
+            return  # an earlier attempt was carried out after all (e.g. a slow slurmdbd)
+        tried = True
+        if time.monotonic() > deadline:
+            pytest.fail(f"sacctmgr delete {' '.join(args)}: {done.stdout}{done.stderr}")
+        time.sleep(0.5)
+
+
 @pytest.fixture
 def limited_account() -> Iterator[tuple[str, str, str]]:
     """A Slurm account of alice's alone with MaxSubmitJobs=2, a QOS with
@@ -450,9 +470,9 @@ def limited_account() -> Iterator[tuple[str, str, str]]:
             if not queue.stdout.strip():
                 break
             time.sleep(0.5)
-        sacctmgr("delete", "user", "alice", "where", f"account={account}")
-        sacctmgr("delete", "account", account)
-        sacctmgr("delete", "qos", counted, short)
+        sacctmgr_delete("user", "alice", "where", f"account={account}")
+        sacctmgr_delete("account", account)
+        sacctmgr_delete("qos", counted, short)
 
 
 async def test_qos_and_association_limits_are_resource_exhausted(
