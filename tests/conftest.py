@@ -19,6 +19,7 @@ import pytest
 from hpcgate.server import config as config_module
 from hpcgate.server.app import Gateway
 from hpcgate.server.config import Config, StatusConfig
+from slurm_accounts import remove_limit_accounts
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPT = ROOT / "scripts" / "cluster.sh"
@@ -70,8 +71,9 @@ def slurm_cluster() -> None:
     require(shutil.which("bash") is not None, "bash is needed")
     if IN_SLURM24:
         subprocess.run(["scontrol", "ping"], check=True, capture_output=True, timeout=30)
-        return
-    cluster("up", timeout=600)
+    else:
+        cluster("up", timeout=600)
+    remove_limit_accounts()  # what an earlier, failed run left behind
 
 
 # Slurm's ClusterName of the cluster under test (scripts/cluster.sh, scripts/slurm24.sh).

@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 from conftest import SLURM_CLUSTER, GatewayFactory, bearer, fast_config
 from hpcgate.server.app import Gateway
 from hpcgate.v1 import compute_pb2, compute_pb2_grpc
+from slurm_accounts import COUNTED_QOS, LIMIT_ACCOUNT, SHORT_QOS, remove_limit_accounts
 
 pytestmark = pytest.mark.slurm
 S = compute_pb2
@@ -425,33 +426,14 @@ def sacctmgr(*args: str) -> None:
     subprocess.run(["sacctmgr", "-i", *args], check=True, capture_output=True, text=True)
 
 
-def sacctmgr_delete(*args: str, within: float = 30.0) -> None:
-    """`sacctmgr delete ...`, retried while slurmdbd still counts a cancelled job as
-    active: squeue forgets a cancelled job before slurmdbd records its end, and until
-    then sacctmgr refuses to remove its association ("Job(s) active"). The failing
-    attempt's output is kept in the test's failure."""
-    deadline, tried = time.monotonic() + within, False
-    while True:
-        done = subprocess.run(
-            ["sacctmgr", "-i", "delete", *args], capture_output=True, text=True, check=False
-        )
-        if done.returncode == 0:
-            return
-        if tried and "Nothing deleted" in done.stdout + done.stderr:
-            return  # an earlier attempt was carried out after all (e.g. a slow slurmdbd)
-        tried = True
-        if time.monotonic() > deadline:
-            pytest.fail(f"sacctmgr delete {' '.join(args)}: {done.stdout}{done.stderr}")
-        time.sleep(0.5)
-
-
 @pytest.fixture
 def limited_account() -> Iterator[tuple[str, str, str]]:
     """A Slurm account of alice's alone with MaxSubmitJobs=2, a QOS with
     MaxSubmitJobsPerUser=1 and one with MaxWall=10 minutes (DenyOnLimit): (account,
     counted QOS, short QOS). Removed afterwards with every job in them."""
+    remove_limit_accounts()
     tag = uuid.uuid4().hex[:6]
-    account, counted, short = f"hpcgate-lim-{tag}", f"hpcgate-sub1-{tag}", f"hpcgate-wall-{tag}"
+    account, counted, short = f"{LIMIT_ACCOUNT}{tag}", f"{COUNTED_QOS}{tag}", f"{SHORT_QOS}{tag}"
     sacctmgr("add", "qos", counted, "maxsubmitjobsperuser=1")
     sacctmgr("add", "qos", short, "maxwall=00:10:00", "flags=DenyOnLimit")
     sacctmgr("add", "account", account, f"cluster={SLURM_CLUSTER}", "description=limit test")
@@ -470,9 +452,7 @@ def limited_account() -> Iterator[tuple[str, str, str]]:
             if not queue.stdout.strip():
                 break
             time.sleep(0.5)
-        sacctmgr_delete("user", "alice", "where", f"account={account}")
-        sacctmgr_delete("account", account)
-        sacctmgr_delete("qos", counted, short)
+        remove_limit_accounts()
 
 
 async def test_qos_and_association_limits_are_resource_exhausted(
