@@ -58,6 +58,7 @@ def test_every_key_of_the_example_is_documented() -> None:
         ("[tasks]\nlease_seconds = 0.5", "tasks.lease_seconds: must be at least 1.0"),
         ("[server]\nmax_connection_age = -1", "server.max_connection_age: must be at least"),
         ("[server]\nmax_pending_requests = 0", "server.max_pending_requests: must be at least 1"),
+        ("[limits]\nmax_metadata_bytes = 1024", "limits.max_metadata_bytes: must be at least 4096"),
         ("[server]\nmin_client_ping_interval = 0.1", "server.min_client_ping_interval: must"),
         ("[rate_limits.per_user]\nreads_per_second = -1", "rate_limits.per_user.reads_per_second"),
         ("[rate_limits.per_client]\nreads_burst = 0", "rate_limits.per_client.reads_burst"),

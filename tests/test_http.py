@@ -236,6 +236,21 @@ async def test_http_callers_meet_the_rate_limits_with_retry_info(
     assert info.retry_delay.ToTimedelta().total_seconds() > 0
 
 
+async def test_oversized_headers_meet_the_metadata_limit(gateway: Gateway) -> None:
+    """Headers become metadata, so limits.max_metadata_bytes holds over HTTP too; far
+    larger ones are refused by the HTTP server itself (431), never INTERNAL."""
+    limit, path = gateway.config.limits.max_metadata_bytes, "/hpcgate.v1.StatusService/ListSystems"
+    answers = {
+        size: await curl("-H", JSON, "-H", f"x-a: {'a' * size}", "-d", "{}", url(gateway, path))
+        for size in (limit - 1024, limit + 1024, 100_000)
+    }
+    assert answers[limit - 1024][0] == 200
+    status, _, body = answers[limit + 1024]
+    assert status == 429 and json.loads(body)["code"] == "resource_exhausted"
+    assert "metadata size exceeds hard limit" in json.loads(body)["message"]
+    assert answers[100_000][0] == 431
+
+
 async def test_cors_is_off_by_default_and_follows_the_allowed_origins(
     slurm_cluster: None, gateway_factory: GatewayFactory, tmp_path: Path
 ) -> None:

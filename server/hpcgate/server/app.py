@@ -230,6 +230,8 @@ class Gateway:
             options=[
                 ("grpc.max_receive_message_length", config.limits.max_message_bytes),
                 ("grpc.max_send_message_length", config.limits.max_message_bytes),
+                ("grpc.max_metadata_size", config.limits.max_metadata_bytes),
+                ("grpc.absolute_max_metadata_size", config.limits.max_metadata_bytes),
                 ("grpc.so_reuseport", 0),
                 *_connection_age(config.server.max_connection_age),
                 *_keepalive(config.server),

@@ -105,6 +105,10 @@ class StatusConfig:
 @dataclass(frozen=True)
 class LimitsConfig:
     max_message_bytes: int = 4 * 1024 * 1024
+    # A call's request headers (metadata) in all, as HTTP/2 counts them. grpc's own
+    # default is a soft 8 KiB and a hard 16 KiB limit, between which it refuses calls at
+    # random; one value for both makes the limit exact.
+    max_metadata_bytes: int = 16 * 1024
     max_concurrent_rpcs: int = 10_000
 
 
@@ -1029,6 +1033,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     if (s := root.table("limits")) is not None:
         limits = LimitsConfig(
             max_message_bytes=s.integer("max_message_bytes", limits.max_message_bytes, 1024),
+            max_metadata_bytes=s.integer("max_metadata_bytes", limits.max_metadata_bytes, 4096),
             max_concurrent_rpcs=s.integer("max_concurrent_rpcs", limits.max_concurrent_rpcs),
         )
         s.finish()
